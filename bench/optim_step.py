@@ -8,6 +8,12 @@ param, divided by the step time) and the ratio normalised by bytes (time per byt
 torch's fused AdamW). Targets (issue 3): our ``adamw`` at most 1.1x fused AdamW; every other
 algorithm within 1.5x of it after normalising by bytes.
 
+Where the time goes: ``fixed ms`` is the same step on as many 64-element tensors (Python work,
+dispatch, compiled-call guards: what does not grow with size); the rest of ``ms/step`` is the
+kernels. ``adamw[bf16 nearest]`` (breakdown only) stores the bf16 state by round-to-nearest:
+beside ``adamw[bf16 state]`` it splits the cost of the bf16 conversions (no native bf16 on
+AVX2 CPUs) from the stochastic rounding's hashing.
+
     python bench/optim_step.py                      # everything (compiles: a few minutes)
     python bench/optim_step.py --sizes 10 --no-compile
     python bench/optim_step.py --only ademamix,madam --profile   # where the eager time goes
@@ -26,6 +32,7 @@ from collections.abc import Callable
 import torch
 from optreg_adam import AdamW
 from optreg_adam import algorithms as A
+from optreg_adam import functional as F
 
 WIDTH = 1024
 MEDIAN = False
@@ -33,10 +40,12 @@ F32 = 4
 
 #: name -> (constructor, bytes touched per param per step in fp32 runs)
 #: AdamW: read p, g, m, v; write p, m, v = 7 x 4 bytes. AdEMAMix adds the slow EMA (r/w).
-#: bf16 state: m and v are 2 bytes each: 3x4 (p r/w, g) + 4x2 = 20 bytes.
+#: bf16 state: m and v are 2 bytes each: 3x4 (p r/w, g) + 4x2 = 20 bytes. "bf16 nearest" is a breakdown
+#: row (see _Bf16Nearest), not an offered option.
 ALGORITHMS: dict[str, tuple[Callable[..., torch.optim.Optimizer], int]] = {
     "adamw": (lambda ps, **kw: AdamW(ps, lr=1e-3, **kw), 7 * F32),
     "adamw[bf16 state]": (lambda ps, **kw: AdamW(ps, lr=1e-3, state_dtype="bfloat16", **kw), 3 * F32 + 4 * 2),
+    "adamw[bf16 nearest]": (lambda ps, **kw: _Bf16Nearest(ps, compile=kw.get("compile", False)), 3 * F32 + 4 * 2),
     "ademamix": (lambda ps, **kw: A.AdEMAMix(ps, lr=1e-3, alpha_warmup=1000, beta3_warmup=1000, **kw), 9 * F32),
     "simplified_ademamix": (lambda ps, **kw: A.SimplifiedAdEMAMix(ps, lr=1e-4, **kw), 7 * F32),
     "adopt": (lambda ps, **kw: A.ADOPT(ps, lr=1e-3, **kw), 7 * F32),
@@ -44,6 +53,30 @@ ALGORITHMS: dict[str, tuple[Callable[..., torch.optim.Optimizer], int]] = {
     "acprop": (lambda ps, **kw: A.ACProp(ps, lr=1e-3, **kw), 7 * F32),
     "madam": (lambda ps, **kw: A.Madam(ps, lr=1e-3, **kw), 7 * F32),
 }
+
+
+class _Bf16Nearest(torch.optim.Optimizer):
+    """Breakdown only: AdamW with bf16 state stored by round-to-nearest (no random bits).
+
+    Not offered to users (round-to-nearest stalls ``v``); timing it beside the real
+    stochastic-rounding path separates the cost of the bf16 conversions from the hashing.
+    """
+
+    def __init__(self, params, compile: bool = False) -> None:
+        super().__init__(params, {"lr": 1e-3})
+        self.impl = "compiled" if compile else "single"
+
+    @torch.no_grad()
+    def step(self) -> None:
+        ps = [p for g in self.param_groups for p in g["params"]]
+        for p in ps:
+            if not self.state[p]:
+                self.state[p] = {"m": torch.zeros_like(p, dtype=torch.bfloat16),
+                                 "v": torch.zeros_like(p, dtype=torch.bfloat16), "step": torch.zeros(())}
+        st = [self.state[p] for p in ps]
+        F.adamw(ps, [p.grad for p in ps], [s["m"] for s in st], [s["v"] for s in st], [],
+                [s["step"] for s in st], lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
+                impl=self.impl, stochastic_rounding=False)
 
 
 def make_params(millions: int) -> list[torch.Tensor]:
@@ -94,6 +127,19 @@ def time_interleaved(
     return pick(tb), pick(to)
 
 
+def fixed_cost(make: Callable[..., torch.optim.Optimizer], count: int, steps: int, **kw) -> float:
+    """Seconds per step on ``count`` tensors of 64 elements: the per-step cost that does not grow with size.
+
+    (Python work, dispatch, compiled-call guards; the rest of a step's time is the kernels themselves.)
+    """
+    tiny = []
+    for _ in range(count):
+        p = torch.randn(64)
+        p.grad = torch.randn(64)
+        tiny.append(p)
+    return time_steps(make(tiny, **kw), steps, 3)
+
+
 def fresh(params: list[torch.Tensor]) -> list[torch.Tensor]:
     out = []
     for p in params:
@@ -120,15 +166,17 @@ class Baseline:
     def __init__(self, numel: int, fused: float, foreach: float) -> None:
         self.numel, self.fused, self.foreach = numel, fused, foreach
 
-    def row(self, name: str, path: str, seconds: float, nbytes: int, fused_now: float | None = None) -> None:
-        """One table line; ``fused_now`` is fused AdamW timed alongside (interleaved), else the baseline."""
+    def row(self, name: str, path: str, seconds: float, nbytes: int, fused_now: float | None = None,
+            fixed: float | None = None) -> None:
+        """One table line; ``fused_now`` is fused AdamW timed alongside (interleaved), else the baseline;
+        ``fixed`` is the step's size-independent cost (see :func:`fixed_cost`)."""
         fused = fused_now or self.fused
         foreach = self.foreach * fused / self.fused
         per_byte = seconds / (nbytes * self.numel)
         fused_per_byte = fused / (7 * F32 * self.numel)
         print(f"{name:<22}{path:<10}{seconds * 1e3:>9.2f}{fused * 1e3:>9.2f}{seconds / fused:>9.2f}"
               f"{seconds / foreach:>10.2f}{nbytes * self.numel / seconds / 1e9:>7.1f}"
-              f"{per_byte / fused_per_byte:>10.2f}")
+              f"{per_byte / fused_per_byte:>10.2f}{'-' if fixed is None else f'{fixed * 1e3:.2f}':>9}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         base_loop = time_steps(torch.optim.AdamW(fresh(params), lr=1e-3, foreach=False), args.steps, 3)
         base = Baseline(numel, base_fused, base_foreach)
         header = (f"{'algorithm':<22}{'path':<10}{'ms/step':>9}{'fused ms':>9}{'x fused':>9}{'x foreach':>10}"
-                  f"{'GB/s':>7}{'x fused/B':>10}")
+                  f"{'GB/s':>7}{'x fused/B':>10}{'fixed ms':>9}")
         print(header)
         print("-" * len(header))
         row = base.row
-        row("torch AdamW", "fused", base_fused, 7 * F32)
+        row("torch AdamW", "fused", base_fused, 7 * F32,
+            fixed=fixed_cost(lambda ps: torch.optim.AdamW(ps, fused=True), len(params), args.steps))
         row("torch AdamW", "foreach", base_foreach, 7 * F32)
         row("torch AdamW", "loop", base_loop, 7 * F32)
         for name in names:
@@ -179,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             for path, kw in paths:
                 opt = make(fresh(params), **kw)
                 fused_now, seconds = time_interleaved(fused_opt, opt, args.steps, 3 if kw.get("compile") else 2)
-                row(name, path, seconds, nbytes, fused_now)
+                # default: tiny tensors would take another path than the fused kernel, so no figure
+                fixed = None if path == "default" else fixed_cost(make, len(params), args.steps, **kw)
+                row(name, path, seconds, nbytes, fused_now, fixed)
                 if args.profile and path == "eager":
                     profile_step(name, opt)
                 del opt

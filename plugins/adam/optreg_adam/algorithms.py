@@ -4,7 +4,8 @@ Each optimizer computes its step-dependent scalars once per group with a few
 vector ops over the group's step counters (float64, no host sync), then runs its
 per-tensor kernel from :mod:`optreg_adam.kernels` over the params, eagerly or,
 with ``compile=True``, through ``torch.compile`` (dynamic shapes on flattened
-views: one graph serves every param size).
+views: one graph serves every param size; a few tensors per compiled call, see
+:func:`optreg_adam._common.run_compiled`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from optreg_adam import kernels as K
-from optreg_adam._common import as_scalar, can_flatten, compiled
+from optreg_adam._common import as_scalar, can_flatten, flat, run_compiled
 from optreg_adam.base import FamilyOptimizer, check_hparams
 
 __all__ = ["ACProp", "ADOPT", "AdEMAMix", "LaProp", "Madam", "SimplifiedAdEMAMix"]
@@ -27,8 +28,10 @@ F64 = torch.float64
 class _Ctx:
     """Per-group step context: the gate, the step vector and scalar helpers (all float64, on one device)."""
 
-    def __init__(self, steps: list[torch.Tensor], step_factor: torch.Tensor | None, lr: Any, device: torch.device):
+    def __init__(self, steps: list[torch.Tensor], step_factor: torch.Tensor | None, lr: Any, device: torch.device,
+                 states: list[dict[str, Any]] | None = None):
         self.device = device
+        self.states = states or []
         self.t = torch.stack([s.reshape(()) for s in steps]).to(device=device, dtype=F64)
         self.tc = self.t.clamp(min=1.0)  # bias corrections of a not-yet-taken step stay finite
         self.sf = None if step_factor is None else step_factor.to(device=device, dtype=F64)
@@ -47,6 +50,21 @@ class _Ctx:
         """The multiplier ``beta`` of an EMA, 1 on a skipped step: ``1 - (1 - beta) * sf``."""
         return 1.0 - self.gated(1.0 - (beta if isinstance(beta, torch.Tensor) else self.const(beta)))
 
+    def scalar_state(self, key: str) -> torch.Tensor:
+        """The per-param 0-dim state ``key`` of the group as one float64 vector."""
+        return torch.stack([s[key].reshape(()) for s in self.states]).to(device=self.device, dtype=F64)
+
+    def store_scalar_state(self, key: str, values: torch.Tensor) -> torch.Tensor:
+        """Store ``values`` (one per param) as the per-param state ``key``; returns them as stored (float64).
+
+        Scalar state is updated here, per group, rather than inside the per-tensor kernels: a compiled
+        kernel would redo that scalar arithmetic for every vector of elements.
+        """
+        stored = values.to(self.states[0][key].dtype)
+        for state, value in zip(self.states, stored.unbind(0)):
+            state[key].copy_(value)
+        return stored.to(F64)
+
     def sf_or_one(self) -> torch.Tensor:
         return self.one if self.sf is None else self.sf
 
@@ -61,7 +79,7 @@ class _PerTensorOptimizer(FamilyOptimizer):
     kernel: Callable[..., None]
     #: State tensors shaped like the param, in kernel order.
     buffers: tuple[str, ...] = ()
-    #: 0-dim per-param state tensors, passed to the kernel after the buffers.
+    #: 0-dim per-param state tensors (float32), updated by ``_scalars`` (see ``_Ctx.store_scalar_state``).
     scalar_state: tuple[str, ...] = ()
     moment_keys = ()
 
@@ -86,19 +104,22 @@ class _PerTensorOptimizer(FamilyOptimizer):
             by_device.setdefault(s.device, []).append(s)
         for device, group_steps in by_device.items():
             torch._foreach_add_(group_steps, 1.0 if step_factor is None else step_factor.to(device))
-        ctx = _Ctx(steps, step_factor, group["lr"], params[0].device)
+        ctx = _Ctx(steps, step_factor, group["lr"], params[0].device, states)
         shared, vectors, constants = self._scalars(group, ctx)
         columns = [v.unbind(0) for v in vectors]
         use_compile = bool(group.get("compile"))
+        kernel = type(self).kernel
+        to_compile = []
         for i, (p, g, state) in enumerate(zip(params, grads, states)):
             bufs = [state[k] for k in self.buffers]
-            scal = [state[k] for k in self.scalar_state]
             per_param = [c[i] for c in columns]
             if use_compile and can_flatten(p, g, *bufs):
-                compiled(type(self).kernel)(p.view(-1), g.view(-1), *(b.view(-1) for b in bufs), *scal,
-                                            ctx.keep, *shared, *per_param, *constants)
+                to_compile.append((flat(p), flat(g), *(flat(b) for b in bufs),
+                                   ctx.keep, *shared, *per_param, *constants))
             else:
-                type(self).kernel(p, g, *bufs, *scal, ctx.keep, *shared, *per_param, *constants)
+                kernel(p, g, *bufs, ctx.keep, *shared, *per_param, *constants)
+        if to_compile:
+            run_compiled(kernel, to_compile)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -203,9 +224,14 @@ class SimplifiedAdEMAMix(_PerTensorOptimizer):
         if group["beta1_warmup"]:
             b1 = half_life_warmup(t, group["min_beta1"], beta1, group["beta1_warmup"])
         bc2 = 1.0 - beta2**t
-        shared = (ctx.weight_decay(group["weight_decay"]), ctx.decay_to(beta2), ctx.gated(-ctx.lr), ctx.sf_or_one())
-        vectors = (ctx.decay_to(b1), bc2.sqrt(), group["eps"] * bc2.sqrt())
-        return shared, vectors, (group["alpha"], 1.0 - beta2, group["bias_correction1"], group["maximize"])
+        b1 = ctx.decay_to(b1)  # 1 on a skipped step
+        num_sum = ctx.store_scalar_state("num_sum", ctx.scalar_state("num_sum") * b1 + ctx.sf_or_one())
+        scale = ctx.gated(-ctx.lr) * bc2.sqrt()
+        if group["bias_correction1"]:
+            scale = scale / torch.where(num_sum != 0, num_sum, ctx.one)
+        shared = (ctx.weight_decay(group["weight_decay"]), ctx.decay_to(beta2))
+        vectors = (b1, scale, group["eps"] * bc2.sqrt())
+        return shared, vectors, (group["alpha"], 1.0 - beta2, group["maximize"])
 
 
 # ---------------------------------------------------------------- ADOPT
@@ -273,10 +299,13 @@ class LaProp(_PerTensorOptimizer):
 
     def _scalars(self, group, ctx):
         beta1, beta2 = group["betas"]
-        shared = (ctx.weight_decay(group["weight_decay"]), ctx.decay_to(beta1),
-                  ctx.gated((1.0 - beta1) * ctx.lr), ctx.decay_to(beta2), ctx.const(group["eps"]), ctx.lr,
-                  ctx.sf_or_one())
-        vectors = (torch.rsqrt(1.0 - beta2**ctx.tc),)
+        w1_lr = ctx.gated((1.0 - beta1) * ctx.lr)
+        # the LR-aware bias correction: lr_avg = b1*lr_avg + (1-b1)*lr, bc1 = lr_avg / lr
+        lr_avg = ctx.store_scalar_state("exp_avg_lr", ctx.scalar_state("exp_avg_lr") * ctx.decay_to(beta1) + w1_lr)
+        inv_bc1 = torch.where(lr_avg != 0, ctx.lr / lr_avg, ctx.one)
+        shared = (ctx.weight_decay(group["weight_decay"]), ctx.decay_to(beta1), w1_lr, ctx.decay_to(beta2),
+                  ctx.const(group["eps"]))
+        vectors = (torch.rsqrt(1.0 - beta2**ctx.tc), -(inv_bc1 * ctx.sf_or_one()))
         return shared, vectors, (1.0 - beta2, group["maximize"])
 
 

@@ -30,18 +30,19 @@ holds NaN or inf (see :mod:`optreg.optim`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from optreg_adam._common import (
     as_scalar,
     can_flatten,
-    compiled,
+    ema_,
     flat,
     gate,
     hash_bits,
     round_to_bf16_stochastic,
+    run_compiled,
     scalar_vectors,
     seed_of,
     supports_fused_adam,
@@ -137,7 +138,7 @@ def _adam_tensor(
     g = gate(g, keep)
     if decoupled and l2 != 0:  # decay is exactly 1 otherwise: skip a pass over the param
         param.mul_(decay)
-    exp_avg.lerp_(g, w1)
+    ema_(exp_avg, g, w1)
     exp_avg_sq.mul_(b2).addcmul_(g, g, value=w2)
     v = exp_avg_sq
     if max_exp_avg_sq is not None:
@@ -183,7 +184,7 @@ def _adam_tensor_lowp(
     g = gate(g, keep)
     if decoupled and l2 != 0:
         p32 = p32 * decay
-    m = exp_avg.float().lerp(g, w1)
+    m = ema_(exp_avg.to(torch.float32, copy=True), g, w1)
     v = (exp_avg_sq.float() * b2).addcmul_(g, g, value=w2)
     if keep is not None:
         # A skipped step must leave the stored state bit-identical: no re-rounding noise either.
@@ -208,18 +209,6 @@ def _adam_tensor_lowp(
     exp_avg.copy_(m_stored)
     exp_avg_sq.copy_(v_stored)
     param.copy_(p32 + update * neg_step)
-
-
-def _run_tensor(
-    fn,
-    use_compile: bool,
-    tensors: tuple[torch.Tensor | None, ...],
-    rest: tuple,
-) -> None:
-    if use_compile and can_flatten(*tensors):
-        compiled(fn)(*(flat(t) for t in tensors), *rest)
-    else:
-        fn(*tensors, *rest)
 
 
 # ---------------------------------------------------------------- the public per-tensor update
@@ -376,21 +365,26 @@ def _single_tensor_adam(
                      weight_decay=weight_decay, decoupled=decoupled, step_factor=step_factor)
     inv_bc2 = s.inv_bc2_sqrt.unbind(0)
     neg_step = s.neg_step.unbind(0)
+    to_compile: dict[Any, list[tuple[Any, ...]]] = {}  # kernel -> flattened argument tuples
     for i, (param, grad, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
         vmax = max_exp_avg_sqs[i] if max_exp_avg_sqs else None
         common = (s.keep, s.decay, s.w1, s.b2, 1.0 - beta2, inv_bc2[i], neg_step[i], s.eps, weight_decay,
                   maximize, decoupled)
         sr = _wants_sr(param, m, stochastic_rounding)
-        if m.dtype != param.dtype or sr:
+        lowp = m.dtype != param.dtype or sr
+        kernel = _adam_tensor_lowp if lowp else _adam_tensor
+        if lowp:
             salt = salts[i] if salts is not None else i
-            extra = (sr, seed_of(steps[i].to(device), salt), _index_like(param))
-            if use_compile and can_flatten(param, grad, m, v, vmax):
-                compiled(_adam_tensor_lowp)(*(flat(t) for t in (param, grad, m, v, vmax)), *common,
-                                            extra[0], extra[1], None)
-            else:
-                _adam_tensor_lowp(param, grad, m, v, vmax, *common, *extra)
+            seed = seed_of(steps[i].to(device), salt)
+        if use_compile and can_flatten(param, grad, m, v, vmax):
+            # compiled: the bf16 rounding's element index is an iota inside the kernel (index None)
+            extra = (sr, seed, None) if lowp else ()
+            to_compile.setdefault(kernel, []).append((*(flat(t) for t in (param, grad, m, v, vmax)), *common, *extra))
         else:
-            _run_tensor(_adam_tensor, use_compile, (param, grad, m, v, vmax), common)
+            extra = (sr, seed, _index_like(param)) if lowp else ()
+            kernel(param, grad, m, v, vmax, *common, *extra)
+    for kernel, calls in to_compile.items():
+        run_compiled(kernel, calls)
 
 
 def _multi_tensor_adam(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from optreg_adam._common import gate
+from optreg_adam._common import ema_, gate
 
 __all__ = ["acprop_", "ademamix_", "adopt_", "laprop_", "madam_", "simplified_ademamix_"]
 
@@ -33,35 +33,32 @@ def ademamix_(
     g = gate(_signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
-    m1.lerp_(g, w1)
+    ema_(m1, g, w1)
     v.mul_(b2).addcmul_(g, g, value=w2)
-    m2.lerp_(g, w3)
+    ema_(m2, g, w3)
     denom = v.sqrt().mul_(inv_sqrt_bc2).add_(eps)
     update = (m1 * inv_bc1).addcmul_(m2, alpha_t)
     p.addcmul_(update.div_(denom), neg_lr)
 
 
 def simplified_ademamix_(
-    p: T, grad: T, m: T, v: T, num_sum: T,
-    keep: T | None, decay: T | None, b2: T, neg_lr: T, one: T,
-    b1: T, sqrt_bc2: T, eps_bc2: T,
-    alpha: float, w2: float, bias_correction1: bool, maximize: bool,
+    p: T, grad: T, m: T, v: T,
+    keep: T | None, decay: T | None, b2: T,
+    b1: T, scale: T, eps_bc2: T,
+    alpha: float, w2: float, maximize: bool,
 ) -> None:
     """Simplified AdEMAMix: ``m = b1*m + g``; ``p -= lr*((alpha*g + m)/(sqrt(v/bc2) + eps) [/ sum b1^k] + wd*p)``.
 
-    Morwani et al. 2025; ``b1`` (0-dim) already carries the step_factor gate (1 when skipped).
+    Morwani et al. 2025; ``b1`` (0-dim) already carries the step_factor gate (1 when skipped);
+    ``scale = -lr*sf*sqrt(bc2) [/ sum b1^k]`` (the sum is per-param state, kept by the optimizer).
     """
     g = gate(_signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
     m.mul_(b1).add_(g)
     v.mul_(b2).addcmul_(g, g, value=w2)
-    num_sum.mul_(b1).add_(one)
     denom = v.sqrt().add_(eps_bc2)
     update = torch.add(m, g, alpha=alpha).div_(denom)
-    scale = neg_lr * sqrt_bc2
-    if bias_correction1:
-        scale = scale / torch.where(num_sum != 0, num_sum, torch.ones_like(num_sum))
     p.addcmul_(update, scale)
 
 
@@ -87,30 +84,29 @@ def adopt_(
         normed = normed.clamp_(min=-clip, max=clip)  # finite: m's weight of 0 on the first step keeps m
     else:  # g / eps may overflow on the first step (v = 0), and 0 * inf is NaN
         normed = gate(normed, keep_m)
-    m.lerp_(normed, w1)
+    ema_(m, normed, w1)
     p.addcmul_(m, neg_lr)
     v.mul_(b2).addcmul_(g, g * c2)
 
 
 def laprop_(
-    p: T, grad: T, m: T, v: T, lr_avg: T,
-    keep: T | None, decay: T | None, b1: T, w1_lr: T, b2: T, eps: T, lr: T, sf: T,
-    inv_sqrt_bc2: T,
+    p: T, grad: T, m: T, v: T,
+    keep: T | None, decay: T | None, b1: T, w1_lr: T, b2: T, eps: T,
+    inv_sqrt_bc2: T, neg_step: T,
     w2: float, maximize: bool,
 ) -> None:
     """LaProp: momentum over the *normalised* gradient (Ziyin et al. 2020).
 
     ``v = b2*v + (1-b2)*g**2``; ``m = b1*m + (1-b1)*lr*g/(sqrt(v/bc2) + eps)``; ``p -= m / bc1`` with
     ``bc1 = lr_avg / lr`` and ``lr_avg = b1*lr_avg + (1-b1)*lr`` (an LR-aware bias correction, as in the
-    reference code, so LR schedules stay correct); then ``p *= 1 - lr*wd``.
+    reference code, so LR schedules stay correct; the optimizer keeps ``lr_avg`` and passes
+    ``neg_step = -sf/bc1``); then ``p *= 1 - lr*wd``.
     """
     g = gate(_signed(grad, maximize), keep)
     v.mul_(b2).addcmul_(g, g, value=w2)
-    lr_avg.mul_(b1).add_(w1_lr)
     denom = v.sqrt().mul_(inv_sqrt_bc2).add_(eps)
     m.mul_(b1).addcmul_(g.div(denom), w1_lr)
-    inv_bc1 = torch.where(lr_avg != 0, lr / lr_avg, torch.ones_like(lr_avg))
-    p.addcmul_(m, -(inv_bc1 * sf))
+    p.addcmul_(m, neg_step)
     if decay is not None:
         p.mul_(decay)
 
@@ -131,7 +127,7 @@ def acprop_(
     g = gate(_signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
-    m.lerp_(g, w1)
+    ema_(m, g, w1)
     s.add_(eps_add)
     denom = s.sqrt().mul_(k1).add_(k2)
     num = (g * c_g).addcmul_(m, c_m)
@@ -154,7 +150,7 @@ def madam_(
     g = gate(_signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
-    m.lerp_(g, w1)
+    ema_(m, g, w1)
     gs = g * g_scale
     v.mul_(b2).addcmul_(gs, gs, value=w2)
     zero = torch.zeros((), dtype=m.dtype, device=m.device)

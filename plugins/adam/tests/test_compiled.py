@@ -28,6 +28,8 @@ pytestmark = [
         {"type": "adamw", "lr": 0.01, "state_dtype": "bfloat16"},
         {"type": "ademamix", "lr": 0.01, "alpha_warmup": 4, "beta3_warmup": 4},
         {"type": "madam", "lr": 0.01},
+        {"type": "laprop", "lr": 0.01, "weight_decay": 0.1},
+        {"type": "simplified_ademamix", "lr": 0.01, "bias_correction1": True, "alpha": 2.0},
     ],
     ids=lambda s: s["type"] + ("-bf16" if "state_dtype" in s else ""),
 )
@@ -47,3 +49,35 @@ def test_compiled_matches_eager(spec):
         opt_c.step(step_factor=factor)
     for p, q in zip(eager, comp):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+def _step_both(spec, shapes, steps=3):
+    torch.manual_seed(1)
+    eager = [torch.randn(s) for s in shapes]
+    comp = [p.clone() for p in eager]
+    opt_e = optreg.build_optimizer(spec, eager)
+    opt_c = optreg.build_optimizer({**spec, "compile": True}, comp)
+    for _ in range(steps):
+        for p, q in zip(eager, comp):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_e.step()
+        opt_c.step()
+    for p, q in zip(eager, comp):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", [{"type": "adamw", "lr": 0.01, "foreach": False}, {"type": "laprop", "lr": 0.01}],
+                         ids=lambda s: s["type"])
+def test_chunked_compile_serves_any_mix_of_shapes(spec):
+    """Several tensors per compiled call: equal to eager, and a new model's mix of sizes and ranks
+    reuses the graphs already built (a chunk, a single call, a 1-element call) instead of recompiling."""
+    from optreg_adam._common import COMPILE_CHUNK
+    from torch._dynamo.utils import counters
+
+    first = [(5, 7), (7,), (3, 2, 2), (), (1,), (9, 4), (4, 9), (11,), (2,), (6, 6), (2, 3, 1, 2)]
+    assert len(first) > 2 * COMPILE_CHUNK
+    _step_both(spec, first)
+    graphs = counters["stats"]["unique_graphs"]
+    _step_both(spec, [(13,), (8, 8), (3, 5), (17, 2), (2, 2, 2), (100,), (1, 1), (4, 1, 3)])
+    assert counters["stats"]["unique_graphs"] == graphs
