@@ -147,7 +147,10 @@ class _StopFlag:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_StopFlag]:
-        if threading.current_thread() is not threading.main_thread():
+        # Off the main thread signals cannot be handled; an ignored SIGINT (nohup, a background
+        # job) stays ignored, as Python itself leaves it.
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             yield self
             return
 
