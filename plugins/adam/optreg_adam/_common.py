@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import functools
 import types
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -116,29 +117,62 @@ def _chunked(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _CHUNKED[fn]
 
 
+#: Graphs a compiled kernel may hold while optreg calls it (torch's own default is 8). Each set of
+#: per-group Python constants (betas, weight decay on/off, maximize) needs up to three graphs, so
+#: a few param groups with different betas would hit torch's limit, where ``fullgraph`` fails hard.
+RECOMPILE_LIMIT = 64
+
+_LIMIT_NAME = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+_LIMIT_HIT: tuple[type[BaseException], ...] = tuple(
+    getattr(torch._dynamo.exc, name) for name in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
+    if hasattr(torch._dynamo.exc, name)
+)
+_WARNED_LIMIT: set[Any] = set()
+
+
+def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], calls: Sequence[tuple[Any, ...]]) -> None:
+    """``compiled_call()``, or ``fn`` eagerly on ``calls`` (warning once per kernel) past the recompile limit.
+
+    Hitting the limit raises before the graph runs, so nothing has been updated yet.
+    """
+    try:
+        compiled_call()
+    except _LIMIT_HIT:
+        if fn not in _WARNED_LIMIT:
+            _WARNED_LIMIT.add(fn)
+            warnings.warn(
+                f"optreg: the compiled {fn.__name__} reached {RECOMPILE_LIMIT} graphs (one set per distinct "
+                "group of constant options); the remaining updates run eagerly (slower, same result)",
+                RuntimeWarning, stacklevel=4,
+            )
+        for args in calls:
+            fn(*args)
+
+
 def run_compiled(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> None:
     """Run ``fn(*args)`` for every ``args`` in ``calls`` through ``torch.compile``, :data:`COMPILE_CHUNK` at a time.
 
-    Tensors must be flattened (1-D, see :func:`flat`). At most two graphs per kernel and set of
-    Python constants: one for a chunk, one for a single call (the remainder, and any call with a
-    tensor of fewer than 2 elements, which dynamic shapes specialise). Duck sizing is off while
-    compiling, so chunks of differently sized tensors share the chunk's graph instead of
-    recompiling for every new pattern of equal sizes.
+    Tensors must be flattened (1-D, see :func:`flat`). At most three graphs per kernel and set of
+    Python constants: a chunk, a single call (the remainder), and a call with a tensor of fewer
+    than 2 elements (dynamic shapes specialise those). Duck sizing is off while compiling, so
+    chunks of differently sized tensors share the chunk's graph instead of recompiling for every
+    new pattern of equal sizes. Past :data:`RECOMPILE_LIMIT` graphs the kernel runs eagerly.
     """
     regular: list[tuple[Any, ...]] = []
     tiny: list[tuple[Any, ...]] = []
     for args in calls:
         small = any(isinstance(a, torch.Tensor) and a.dim() > 0 and a.numel() < 2 for a in args)
         (tiny if small else regular).append(args)
-    with fx_config.patch(use_duck_shape=False):
+    with fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(**{_LIMIT_NAME: RECOMPILE_LIMIT}):
         whole = len(regular) - len(regular) % COMPILE_CHUNK
         if whole:
             chunk = _chunked(fn)
             for start in range(0, whole, COMPILE_CHUNK):
-                chunk(regular[start:start + COMPILE_CHUNK])
+                part = regular[start:start + COMPILE_CHUNK]
+                _call_or_eager(fn, functools.partial(chunk, part), part)
         single = compiled(fn)
         for args in (*regular[whole:], *tiny):
-            single(*args)
+            _call_or_eager(fn, functools.partial(single, *args), (args,))
 
 
 def flat(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -83,3 +83,32 @@ def test_chunked_compile_serves_any_mix_of_shapes(spec):
     graphs = counters["stats"]["unique_graphs"]
     _step_both(spec, [(13,), (8, 8), (3, 5), (17, 2), (2, 2, 2), (100,), (1, 1), (4, 1, 3)])
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_past_the_recompile_limit_the_step_runs_eagerly_with_a_warning(monkeypatch):
+    """Param groups with different constant options need graphs of their own; past the limit
+    (torch's own would fail the step under fullgraph) the updates run eagerly, same result."""
+    from optreg_adam import _common
+
+    monkeypatch.setattr(_common, "RECOMPILE_LIMIT", 1)
+    monkeypatch.setattr(_common, "_WARNED_LIMIT", set())
+    torch.manual_seed(2)
+    shapes = [(3, 5), (6,)]
+    eager = [torch.randn(s) for s in shapes]
+    comp = [p.clone() for p in eager]
+
+    def groups(params):
+        return [{"params": [params[0]], "betas": (0.9, 0.99)}, {"params": [params[1]], "betas": (0.8, 0.95)}]
+
+    spec = {"type": "laprop", "lr": 0.01}
+    opt_e = optreg.build_optimizer(spec, groups(eager))
+    opt_c = optreg.build_optimizer({**spec, "compile": True}, groups(comp))
+    with pytest.warns(RuntimeWarning, match="remaining updates run eagerly"):
+        for _ in range(3):
+            for p, q in zip(eager, comp):
+                p.grad = torch.randn_like(p)
+                q.grad = p.grad.clone()
+            opt_e.step()
+            opt_c.step()
+    for p, q in zip(eager, comp):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
