@@ -56,3 +56,15 @@ def test_every_installed_plugin_loads():
     loaded = {p.distribution for p in registry.plugins if p.ok}
     for plugin in PLUGINS:
         assert f"optreg-{plugin.name}" in loaded, f"optreg-{plugin.name} is not installed or not loaded"
+
+
+def test_loading_every_plugin_imports_neither_dynamo_nor_triton():
+    """Plugins are loaded by every ``optreg`` command and by every plugin's test run: importing
+    torch._dynamo there costs each command its start-up time, and imports triton before a suite
+    can set TRITON_INTERPRET (the muon suite's Triton tests then fail)."""
+    import subprocess
+
+    code = ("import sys, optreg; r = optreg.get_registry(); assert not r.failed_plugins, r.failed_plugins; "
+            "print(sorted(m for m in ('torch._dynamo', 'triton') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

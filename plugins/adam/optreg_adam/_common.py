@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.fx.experimental._config as fx_config
 
 __all__ = [
     "as_scalar",
@@ -122,12 +121,22 @@ def _chunked(fn: Callable[..., Any]) -> Callable[..., Any]:
 #: a few param groups with different betas would hit torch's limit, where ``fullgraph`` fails hard.
 RECOMPILE_LIMIT = 64
 
-_LIMIT_NAME = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-_LIMIT_HIT: tuple[type[BaseException], ...] = tuple(
-    getattr(torch._dynamo.exc, name) for name in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
-    if hasattr(torch._dynamo.exc, name)
-)
 _WARNED_LIMIT: set[Any] = set()
+
+
+@functools.cache
+def _dynamo_limit() -> tuple[str, tuple[type[BaseException], ...]]:
+    """(name of dynamo's recompile-limit setting, the exceptions of hitting it under fullgraph).
+
+    Looked up on first use: importing ``torch._dynamo`` when the plugin loads would slow every
+    ``optreg`` command and import triton before a test suite can set ``TRITON_INTERPRET``.
+    """
+    import torch._dynamo
+
+    name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    hits = tuple(getattr(torch._dynamo.exc, e) for e in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
+                 if hasattr(torch._dynamo.exc, e))
+    return name, hits
 
 
 def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], calls: Sequence[tuple[Any, ...]]) -> None:
@@ -137,7 +146,7 @@ def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], cal
     """
     try:
         compiled_call()
-    except _LIMIT_HIT:
+    except _dynamo_limit()[1]:
         if fn not in _WARNED_LIMIT:
             _WARNED_LIMIT.add(fn)
             warnings.warn(
@@ -158,12 +167,14 @@ def run_compiled(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> No
     chunks of differently sized tensors share the chunk's graph instead of recompiling for every
     new pattern of equal sizes. Past :data:`RECOMPILE_LIMIT` graphs the kernel runs eagerly.
     """
+    import torch.fx.experimental._config as fx_config
+
     regular: list[tuple[Any, ...]] = []
     tiny: list[tuple[Any, ...]] = []
     for args in calls:
         small = any(isinstance(a, torch.Tensor) and a.dim() > 0 and a.numel() < 2 for a in args)
         (tiny if small else regular).append(args)
-    with fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(**{_LIMIT_NAME: RECOMPILE_LIMIT}):
+    with fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(**{_dynamo_limit()[0]: RECOMPILE_LIMIT}):
         whole = len(regular) - len(regular) % COMPILE_CHUNK
         if whole:
             chunk = _chunked(fn)

@@ -1,4 +1,11 @@
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    # Triton reads the flag when it is first imported, and the kit plugin below loads every
+    # installed optreg plugin (any of which may import torch._dynamo, hence triton): set it first.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest_plugins = ["optreg.testing.plugin"]
 
