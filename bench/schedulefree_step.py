@@ -1,13 +1,14 @@
 """Step time of the schedule-free optimizers against torch's fused AdamW and the `schedulefree` package.
 
-    python bench/schedulefree_step.py [--tensors 8] [--size 1024] [--steps 10] [--threads N]
+    python bench/schedulefree_step.py [--tensors 8] [--size 1024] [--steps 10] [--threads N] [--no-compile]
 
 Every optimizer steps the same parameters (``tensors`` fp32 matrices of
 ``size x size``) with fixed gradients, in one run. Printed per optimizer:
 ms per step; ``x fused`` = time / fused AdamW's time; ``x fused/byte`` = that
 ratio normalised by the bytes each algorithm must move at least (1.0 = as
 bandwidth-efficient as fused AdamW); ``x ref`` = time / the `schedulefree`
-package's time with the same loop kind (its default is foreach), when installed.
+package's time with the same loop kind (its default is foreach; the ``compiled`` rows,
+``compile = true``, are compared with that default), when installed.
 Ratios come from this run only: compare them, not the absolute times, across machines.
 """
 
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile = true rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,16 +88,21 @@ def main() -> None:
     base_per_byte = base / (WORDS["adamw (fused)"] * 4 * numel)
     print(f"{'optimizer':30s} {'ms/step':>9s} {'x fused':>8s} {'x fused/byte':>13s} {'x ref':>7s}")
     print(f"{'adamw (fused)':30s} {base * 1e3:9.2f} {1.0:8.2f} {1.0:13.2f}")
+    # (name, label, spec, reference class, the reference's foreach)
     rows = [
-        (name, {**spec, "foreach": foreach}, ref, foreach) for name, spec, ref, _ in CASES for foreach in (False, True)
+        (name, f"{name} ({'foreach' if foreach else 'loop'})", {**spec, "foreach": foreach}, ref, foreach)
+        for name, spec, ref, _ in CASES for foreach in (False, True)
     ]
-    rows.append(("schedule_free(sgd)", {"type": "schedule_free", "inner": {"type": "sgd", "lr": 1.0}}, None, None))
-    for name, spec, ref_name, foreach in rows:
+    if not args.no_compile:  # vs the reference's default (foreach) path
+        rows += [(name, f"{name} (compiled)", {**spec, "compile": True}, ref, True)
+                 for name, spec, ref, _ in CASES if name != "schedule_free_sgd"]
+    rows.append(("schedule_free(sgd)", "schedule_free(sgd)",
+                 {"type": "schedule_free", "inner": {"type": "sgd", "lr": 1.0}}, None, False))
+    for name, label, spec, ref_name, ref_foreach in rows:
         ours = time_steps(lambda ps, spec=spec: optreg.build_optimizer(spec, ps), params, args.steps)
         per_byte = ours / (WORDS[name] * 4 * numel)
-        make_ref = _reference(ref_name, bool(foreach))
+        make_ref = _reference(ref_name, ref_foreach)
         ref = f"{ours / time_steps(make_ref, params, args.steps):7.2f}" if make_ref else f"{'n/a':>7s}"
-        label = name if foreach is None else f"{name} ({'foreach' if foreach else 'loop'})"
         print(f"{label:30s} {ours * 1e3:9.2f} {ours / base:8.2f} {per_byte / base_per_byte:13.2f} {ref}")
 
 

@@ -74,8 +74,9 @@ def _step_both(spec, shapes, steps=3):
 def test_chunked_compile_serves_any_mix_of_shapes(spec):
     """Several tensors per compiled call: equal to eager, and a new model's mix of sizes and ranks
     reuses the graphs already built (a chunk, a single call, a 1-element call) instead of recompiling."""
-    from optreg_adam._common import COMPILE_CHUNK
     from torch._dynamo.utils import counters
+
+    from optreg.compiling import COMPILE_CHUNK
 
     first = [(5, 7), (7,), (3, 2, 2), (), (1,), (9, 4), (4, 9), (11,), (2,), (6, 6), (2, 3, 1, 2)]
     assert len(first) > 2 * COMPILE_CHUNK
@@ -88,10 +89,10 @@ def test_chunked_compile_serves_any_mix_of_shapes(spec):
 def test_past_the_recompile_limit_the_step_runs_eagerly_with_a_warning(monkeypatch):
     """Param groups with different constant options need graphs of their own; past the limit
     (torch's own would fail the step under fullgraph) the updates run eagerly, same result."""
-    from optreg_adam import _common
+    from optreg import compiling
 
-    monkeypatch.setattr(_common, "RECOMPILE_LIMIT", 1)
-    monkeypatch.setattr(_common, "_WARNED_LIMIT", set())
+    monkeypatch.setattr(compiling, "RECOMPILE_LIMIT", 1)
+    monkeypatch.setattr(compiling, "_WARNED_LIMIT", set())
     torch.manual_seed(2)
     shapes = [(3, 5), (6,)]
     eager = [torch.randn(s) for s in shapes]

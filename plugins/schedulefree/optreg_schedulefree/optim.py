@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import can_flatten, ema_, flat, run_compiled
 from optreg.optim import OptregOptimizer
 from optreg_schedulefree._common import (
     Scratch,
@@ -303,6 +304,43 @@ def _sf_update_multi(
         torch._foreach_add_(zs, torch._foreach_mul(directions, cz))
 
 
+def _sf_adam_tensor(
+    y: torch.Tensor,
+    grad: torch.Tensor,
+    z: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    keep: torch.Tensor | None,
+    keep2: torch.Tensor,
+    c2: torch.Tensor,
+    bc2: torch.Tensor,
+    use_adam: torch.Tensor | None,
+    c_lerp: torch.Tensor,
+    c_y: torch.Tensor,
+    c_z: torch.Tensor,
+    eps: float,
+    decay: float,
+    decay_at_y: bool,
+) -> None:
+    """One schedule-free Adam(W)/RAdam step on one tensor, as one pass (the ``compile = true`` kernel).
+
+    The same update as :func:`_adam_direction_single` then :func:`_sf_update_single`:
+    ``v <- keep2*v + c2*g^2``; ``u = g / (sqrt(v/bc2) + eps)`` (``g`` itself where
+    ``use_adam`` is false: RAdam's untractable phase) ``+ decay * (y or z)``;
+    ``y <- lerp(y, z, c_lerp) + c_y*u``; ``z <- z + c_z*u``. ``keep`` gates the gradient.
+    """
+    g = grad if keep is None else torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    exp_avg_sq.mul_(keep2).addcmul_(g, g * c2)
+    denom = (exp_avg_sq / bc2).sqrt() + eps
+    if use_adam is not None:
+        denom = torch.where(use_adam, denom, torch.ones((), dtype=denom.dtype, device=denom.device))
+    u = g / denom
+    if decay != 0:
+        u = u + (y if decay_at_y else z) * decay
+    ema_(y, z, c_lerp)
+    y.add_(u * c_y)
+    z.add_(u * c_z)
+
+
 # ---------------------------------------------------------------- optimizers
 
 
@@ -321,6 +359,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
         weight_lr_power: float = 2.0,
         weight_decay_at_y: bool = True,
         foreach: bool | None = None,
+        compile: bool = False,
     ) -> None:
         _check(lr, betas[0], weight_decay, warmup_steps, r, weight_lr_power)
         if not 0.0 <= betas[1] < 1.0 or not eps >= 0:
@@ -335,8 +374,14 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             "weight_lr_power": weight_lr_power,
             "weight_decay_at_y": weight_decay_at_y,
             "foreach": foreach,
+            "compile": compile,
         }
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("compile", False)
 
     def _beta(self, group: dict[str, Any]) -> float:
         return group["betas"][0]
@@ -362,7 +407,6 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             return
         self._init_state(params, second_moment=True)
         beta1 = group["betas"][0]
-        grads = [gated(p.grad, step_factor) for p in params]
         scalars = self._direction_scalars(group, k, sf)
         coefficients = {
             "decay": group["weight_decay"],
@@ -372,6 +416,11 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             "c_z": -lr * sf,
             "owned": True,
         }
+        if group.get("compile"):
+            params = self._step_compiled(params, step_factor, use_adam, scalars, coefficients)
+            if not params:
+                return
+        grads = [gated(p.grad, step_factor) for p in params]
         if pick_foreach(group["foreach"], params):
             directions = _adam_direction_multi(
                 grads, [self.state[p]["exp_avg_sq"] for p in params], use_adam=use_adam, scratch=self.scratch, **scalars
@@ -384,6 +433,35 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
                 [grad], [state["exp_avg_sq"]], use_adam=use_adam, scratch=self.scratch, **scalars
             )
             _sf_update_single([p], [state["z"]], [direction], **coefficients)
+
+    def _step_compiled(
+        self,
+        params: list[torch.Tensor],
+        step_factor: torch.Tensor | None,
+        use_adam: torch.Tensor | None,
+        scalars: dict[str, Any],
+        coefficients: dict[str, Any],
+    ) -> list[torch.Tensor]:
+        """Step every param whose tensors are contiguous through the compiled kernel; return the others."""
+        rest, calls = [], []
+        keep_by_device: dict[torch.device, torch.Tensor | None] = {}
+        for p in params:
+            state = self.state[p]
+            if not can_flatten(p, p.grad, state["z"], state["exp_avg_sq"]):
+                rest.append(p)
+                continue
+            device = p.device
+            if device not in keep_by_device:
+                keep_by_device[device] = None if step_factor is None else step_factor.to(device) != 0
+            device_scalars = [scalars["keep2"], scalars["c2"], scalars["bc2"], use_adam,
+                              coefficients["c_lerp"], coefficients["c_y"], coefficients["c_z"]]
+            device_scalars = [None if t is None else t.to(device, non_blocking=True) for t in device_scalars]
+            calls.append((flat(p), flat(p.grad), flat(state["z"]), flat(state["exp_avg_sq"]),
+                          keep_by_device[device], *device_scalars, float(scalars["eps"]),
+                          float(coefficients["decay"]), bool(coefficients["decay_at_y"])))
+        if calls:
+            run_compiled(_sf_adam_tensor, calls)
+        return rest
 
 
 class ScheduleFreeRAdam(ScheduleFreeAdamW):
@@ -406,6 +484,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
         weight_decay_at_y: bool = True,
         silent_sgd_phase: bool = True,
         foreach: bool | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -418,6 +497,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
             weight_lr_power=weight_lr_power,
             weight_decay_at_y=weight_decay_at_y,
             foreach=foreach,
+            compile=compile,
         )
         for group in self.param_groups:
             group.setdefault("silent_sgd_phase", silent_sgd_phase)

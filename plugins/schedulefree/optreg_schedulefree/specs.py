@@ -31,6 +31,10 @@ _POWER_DOC = "The average weighs each step by max_lr^weight_lr_power (down-weigh
 _AT_Y_DOC = "Compute weight decay at y (the gradient point); false computes it at z."
 _FOREACH_DOC = "Multi-tensor path (unset: on accelerators only; on CPU the per-tensor loop is faster)."
 _WARMUP_DOC = "Linear LR warmup over this many steps (schedule-free needs no other schedule)."
+_COMPILE_DOC = (
+    "Run the per-tensor step through torch.compile: one fused pass per tensor (fastest on CPU; "
+    "the first step compiles for seconds)."
+)
 
 
 def _check_beta1(betas: tuple[float, float]) -> None:
@@ -63,6 +67,7 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
+    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
@@ -95,6 +100,7 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
         True, doc="No step until the variance estimate is tractable (false: plain SGD steps meanwhile)."
     )
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
+    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
