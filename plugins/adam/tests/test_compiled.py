@@ -22,6 +22,25 @@ opt_in = pytest.mark.skipif(
 )
 
 
+def _compare(spec, shapes, *, steps=3, factors=None, groups=lambda params: params, seed=0):
+    """Step an eager and a compiled optimizer of ``spec`` side by side (same params and gradients;
+    ``factors`` maps a step to its step_factor) and assert the params end equal."""
+    torch.manual_seed(seed)
+    eager = [torch.randn(s) for s in shapes]
+    comp = [p.clone() for p in eager]
+    opt_e = optreg.build_optimizer(spec, groups(eager))
+    opt_c = optreg.build_optimizer({**spec, "compile": True}, groups(comp))
+    for step in range(steps):
+        factor = (factors or {}).get(step)
+        for p, q in zip(eager, comp):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_e.step(step_factor=factor)
+        opt_c.step(step_factor=factor)
+    for p, q in zip(eager, comp):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
 @opt_in
 @pytest.mark.parametrize(
     "spec",
@@ -36,37 +55,7 @@ opt_in = pytest.mark.skipif(
     ids=lambda s: s["type"] + ("-bf16" if "state_dtype" in s else ""),
 )
 def test_compiled_matches_eager(spec):
-    torch.manual_seed(0)
-    shapes = [(5, 7), (7,), (3, 2, 2)]
-    eager = [torch.randn(s) for s in shapes]
-    comp = [p.clone() for p in eager]
-    opt_e = optreg.build_optimizer(spec, eager)
-    opt_c = optreg.build_optimizer({**spec, "compile": True}, comp)
-    for step in range(4):
-        factor = torch.ones(()) if step == 2 else None
-        for p, q in zip(eager, comp):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        opt_e.step(step_factor=factor)
-        opt_c.step(step_factor=factor)
-    for p, q in zip(eager, comp):
-        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
-
-
-def _step_both(spec, shapes, steps=3):
-    torch.manual_seed(1)
-    eager = [torch.randn(s) for s in shapes]
-    comp = [p.clone() for p in eager]
-    opt_e = optreg.build_optimizer(spec, eager)
-    opt_c = optreg.build_optimizer({**spec, "compile": True}, comp)
-    for _ in range(steps):
-        for p, q in zip(eager, comp):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        opt_e.step()
-        opt_c.step()
-    for p, q in zip(eager, comp):
-        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+    _compare(spec, [(5, 7), (7,), (3, 2, 2)], steps=4, factors={2: torch.ones(())})
 
 
 @pytest.mark.parametrize("spec", [{"type": "adamw", "lr": 0.01, "foreach": False}, {"type": "laprop", "lr": 0.01}],
@@ -80,9 +69,9 @@ def test_chunked_compile_serves_any_mix_of_shapes(spec):
 
     first = [(5, 7), (7,), (3, 2, 2), (), (1,), (9, 4), (4, 9), (11,), (2,), (6, 6), (2, 3, 1, 2)]
     assert len(first) > 2 * COMPILE_CHUNK
-    _step_both(spec, first)
+    _compare(spec, first, seed=1)
     graphs = counters["stats"]["unique_graphs"]
-    _step_both(spec, [(13,), (8, 8), (3, 5), (17, 2), (2, 2, 2), (100,), (1, 1), (4, 1, 3)])
+    _compare(spec, [(13,), (8, 8), (3, 5), (17, 2), (2, 2, 2), (100,), (1, 1), (4, 1, 3)], seed=1)
     assert counters["stats"]["unique_graphs"] == graphs
 
 
@@ -93,23 +82,9 @@ def test_past_the_recompile_limit_the_step_runs_eagerly_with_a_warning(monkeypat
 
     monkeypatch.setattr(compiling, "RECOMPILE_LIMIT", 1)
     monkeypatch.setattr(compiling, "_WARNED_LIMIT", set())
-    torch.manual_seed(2)
-    shapes = [(3, 5), (6,)]
-    eager = [torch.randn(s) for s in shapes]
-    comp = [p.clone() for p in eager]
 
     def groups(params):
         return [{"params": [params[0]], "betas": (0.9, 0.99)}, {"params": [params[1]], "betas": (0.8, 0.95)}]
 
-    spec = {"type": "laprop", "lr": 0.01}
-    opt_e = optreg.build_optimizer(spec, groups(eager))
-    opt_c = optreg.build_optimizer({**spec, "compile": True}, groups(comp))
     with pytest.warns(RuntimeWarning, match="remaining updates run eagerly"):
-        for _ in range(3):
-            for p, q in zip(eager, comp):
-                p.grad = torch.randn_like(p)
-                q.grad = p.grad.clone()
-            opt_e.step()
-            opt_c.step()
-    for p, q in zip(eager, comp):
-        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+        _compare({"type": "laprop", "lr": 0.01}, [(3, 5), (6,)], groups=groups, seed=2)
