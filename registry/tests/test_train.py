@@ -417,26 +417,22 @@ def sigint_handler():
     signal.signal(signal.SIGINT, outer)
 
 
-def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes(tmp_path, registry, sigint_handler):
-    sigint_handler(signal.default_int_handler)
+@pytest.mark.parametrize(("handler", "status", "step"), [
+    (signal.default_int_handler, "interrupted", 5),  # a terminal: Ctrl-C stops after the step, resumable
+    (signal.SIG_IGN, "finished", 12),  # nohup or a background job: SIGINT is ignored and stays ignored
+], ids=["terminal", "ignored"])
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_resumes(
+    tmp_path, registry, sigint_handler, handler, status, step
+):
+    sigint_handler(handler)
     InterruptingSGD.armed = True
     spec = make_spec(registry, optimizer={"type": "test_interrupting_sgd"}, steps=12, eval_interval=100)
     result = train_run(spec, tmp_path / "run", show_progress=False, plots=False)
-    assert result.status == "interrupted" and result.step == 5
-    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's handler is back
+    assert result.status == status and result.step == step
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == step
+    assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
     done = train_run(spec, tmp_path / "run", resume=True, show_progress=False, plots=False)
     assert done.status == "finished" and len(losses(tmp_path / "run")) == 12
-
-
-def test_an_ignored_sigint_stays_ignored(tmp_path, registry, sigint_handler):
-    """Under nohup or as a background job SIGINT is ignored: the run neither stops nor un-ignores it."""
-    sigint_handler(signal.SIG_IGN)
-    InterruptingSGD.armed = True
-    spec = make_spec(registry, optimizer={"type": "test_interrupting_sgd"}, steps=8, eval_interval=100)
-    result = train_run(spec, tmp_path / "run", show_progress=False, plots=False)
-    assert result.status == "finished" and result.step == 8
-    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # ---------------------------------------------------------------- CLI errors before training
