@@ -20,7 +20,12 @@ params, bf16, group overrides, closure, and the declared capabilities.
 """
 
 from optreg.testing.cases import CAPABILITIES, CHECKS, ErrorCase, OptimizerCase, SchedulerCase
-from optreg.testing.checks import OptimizerConformance, SchedulerConformance, assert_state_equal
+from optreg.testing.checks import (
+    OptimizerConformance,
+    SchedulerConformance,
+    assert_state_equal,
+    assert_step_factor_contract,
+)
 from optreg.testing.problems import PROBLEMS, make_problem
 
 __all__ = [
@@ -33,5 +38,6 @@ __all__ = [
     "SchedulerCase",
     "SchedulerConformance",
     "assert_state_equal",
+    "assert_step_factor_contract",
     "make_problem",
 ]

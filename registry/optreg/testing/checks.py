@@ -13,7 +13,7 @@ import io
 import math
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -95,6 +95,44 @@ def _grad_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, **kwargs: A
     """Step with the gradients already in place; the closure only reports the loss."""
     value = loss.detach()
     return optimizer.step(lambda: value, **kwargs)
+
+
+def assert_step_factor_contract(build: Callable[[nn.Module], torch.optim.Optimizer]) -> None:
+    """The ``step_factor`` contract, on the kit's MLP and ``build(model)``'s optimizer.
+
+    A factor of 1 equals the plain step bit for bit (params and state); a factor of 0 with NaN
+    gradients leaves params and state bit-identical; a real step after it equals the plain run's.
+    (The kit's ``test_step_factor``; public so a suite can rerun it under another code path.)
+    """
+    torch.manual_seed(0)
+    model_a, model_b = make_problem("mlp"), make_problem("mlp")
+    opt_a, opt_b = build(model_a), build(model_b)
+    one, zero = torch.ones(()), torch.zeros(())
+    for step in range(3):
+        for model, opt, kwargs in ((model_a, opt_a, {}), (model_b, opt_b, {"step_factor": one})):
+            opt.zero_grad(set_to_none=True)
+            loss = model.loss(step)
+            loss.backward()
+            _grad_step(opt, loss, **kwargs)
+    assert_state_equal(_params(model_a), _params(model_b), "params (step_factor=1 vs plain step)")
+    assert_state_equal(opt_a.state_dict(), opt_b.state_dict(), "state (step_factor=1 vs plain step)")
+
+    params_before, state_before = _params(model_b), _clone_state(opt_b.state_dict())
+    opt_b.zero_grad(set_to_none=True)
+    loss = model_b.loss(3)
+    loss.backward()
+    for p in model_b.parameters():
+        p.grad.fill_(float("nan"))
+    _grad_step(opt_b, torch.tensor(float("nan")), step_factor=zero)
+    assert_state_equal(params_before, _params(model_b), "params after a step_factor=0 step with NaN grads")
+    assert_state_equal(state_before, opt_b.state_dict(), "state after a step_factor=0 step with NaN grads")
+
+    for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(3)
+        loss.backward()
+        _grad_step(opt, loss)
+    assert_state_equal(_params(model_a), _params(model_b), "params after a skipped step then a real one")
 
 
 def _requires(capability: str):
@@ -462,35 +500,7 @@ class OptimizerConformance(_SpecChecks):
 
     @_requires("step_factor")
     def test_step_factor(self, case: OptimizerCase) -> None:
-        torch.manual_seed(0)
-        model_a, model_b = make_problem("mlp"), make_problem("mlp")
-        opt_a, opt_b = self.build(case, model_a), self.build(case, model_b)
-        one, zero = torch.ones(()), torch.zeros(())
-        for step in range(3):
-            for model, opt, kwargs in ((model_a, opt_a, {}), (model_b, opt_b, {"step_factor": one})):
-                opt.zero_grad(set_to_none=True)
-                loss = model.loss(step)
-                loss.backward()
-                _grad_step(opt, loss, **kwargs)
-        assert_state_equal(_params(model_a), _params(model_b), "params (step_factor=1 vs plain step)")
-        assert_state_equal(opt_a.state_dict(), opt_b.state_dict(), "state (step_factor=1 vs plain step)")
-
-        params_before, state_before = _params(model_b), _clone_state(opt_b.state_dict())
-        opt_b.zero_grad(set_to_none=True)
-        loss = model_b.loss(3)
-        loss.backward()
-        for p in model_b.parameters():
-            p.grad.fill_(float("nan"))
-        _grad_step(opt_b, torch.tensor(float("nan")), step_factor=zero)
-        assert_state_equal(params_before, _params(model_b), "params after a step_factor=0 step with NaN grads")
-        assert_state_equal(state_before, opt_b.state_dict(), "state after a step_factor=0 step with NaN grads")
-
-        for model, opt in ((model_a, opt_a), (model_b, opt_b)):
-            opt.zero_grad(set_to_none=True)
-            loss = model.loss(3)
-            loss.backward()
-            _grad_step(opt, loss)
-        assert_state_equal(_params(model_a), _params(model_b), "params after a skipped step then a real one")
+        assert_step_factor_contract(lambda model: self.build(case, model))
 
 
 def _clone_state(state: Any) -> Any:
