@@ -444,21 +444,21 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
     ) -> list[torch.Tensor]:
         """Step every param whose tensors are contiguous through the compiled kernel; return the others."""
         rest, calls = [], []
-        keep_by_device: dict[torch.device, torch.Tensor | None] = {}
+        scalars_on: dict[torch.device, list[torch.Tensor | None]] = {}  # keep, then the kernel's scalars
+        constants = (float(scalars["eps"]), float(coefficients["decay"]), bool(coefficients["decay_at_y"]))
         for p in params:
             state = self.state[p]
             if not can_flatten(p, p.grad, state["z"], state["exp_avg_sq"]):
                 rest.append(p)
                 continue
-            device = p.device
-            if device not in keep_by_device:
-                keep_by_device[device] = None if step_factor is None else step_factor.to(device) != 0
-            device_scalars = [scalars["keep2"], scalars["c2"], scalars["bc2"], use_adam,
-                              coefficients["c_lerp"], coefficients["c_y"], coefficients["c_z"]]
-            device_scalars = [None if t is None else t.to(device, non_blocking=True) for t in device_scalars]
+            if p.device not in scalars_on:
+                keep = None if step_factor is None else step_factor.to(p.device) != 0
+                on_device = [scalars["keep2"], scalars["c2"], scalars["bc2"], use_adam,
+                             coefficients["c_lerp"], coefficients["c_y"], coefficients["c_z"]]
+                scalars_on[p.device] = [keep] + [None if t is None else t.to(p.device, non_blocking=True)
+                                                 for t in on_device]
             calls.append((flat(p), flat(p.grad), flat(state["z"]), flat(state["exp_avg_sq"]),
-                          keep_by_device[device], *device_scalars, float(scalars["eps"]),
-                          float(coefficients["decay"]), bool(coefficients["decay_at_y"])))
+                          *scalars_on[p.device], *constants))
         if calls:
             run_compiled(_sf_adam_tensor, calls)
         return rest
