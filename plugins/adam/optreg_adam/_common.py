@@ -13,22 +13,14 @@ promises at once:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 
-from optreg.compiling import can_flatten, compiled, ema_, flat, run_compiled
-
-__all__ = [  # the compile helpers live in the core (optreg.compiling); re-exported for this package
+__all__ = [
     "as_scalar",
-    "can_flatten",
-    "compiled",
-    "ema_",
-    "flat",
     "gate",
     "round_to_bf16_stochastic",
-    "run_compiled",
     "supports_fused_adam",
 ]
 
@@ -128,7 +120,3 @@ def seed_of(step: torch.Tensor, salt: int) -> torch.Tensor:
     """An int32 seed from the (float) step counter and a per-tensor salt, without a host sync."""
     return step.to(torch.int32) * 0x27D4EB2F + (salt & 0x7FFFFFFF)
 
-
-@functools.cache
-def is_compiling_supported() -> bool:
-    return hasattr(torch, "compile")

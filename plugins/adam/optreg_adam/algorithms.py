@@ -5,7 +5,7 @@ vector ops over the group's step counters (float64, no host sync), then runs its
 per-tensor kernel from :mod:`optreg_adam.kernels` over the params, eagerly or,
 with ``compile=True``, through ``torch.compile`` (dynamic shapes on flattened
 views: one graph serves every param size; a few tensors per compiled call, see
-:func:`optreg_adam._common.run_compiled`).
+:func:`optreg.compiling.run_compiled`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import can_flatten, flat, run_compiled
 from optreg_adam import kernels as K
-from optreg_adam._common import as_scalar, can_flatten, flat, run_compiled
+from optreg_adam._common import as_scalar
 from optreg_adam.base import FamilyOptimizer, check_hparams
 
 __all__ = ["ACProp", "ADOPT", "AdEMAMix", "LaProp", "Madam", "SimplifiedAdEMAMix"]

@@ -34,15 +34,13 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from optreg.compiling import can_flatten, ema_, flat, run_compiled
 from optreg_adam._common import (
+    _indices,
     as_scalar,
-    can_flatten,
-    ema_,
-    flat,
     gate,
     hash_bits,
     round_to_bf16_stochastic,
-    run_compiled,
     scalar_vectors,
     seed_of,
     supports_fused_adam,
@@ -281,8 +279,6 @@ def prefers_fused(params: Sequence[torch.Tensor], others: Sequence[torch.Tensor]
 
 
 def _index_like(t: torch.Tensor) -> torch.Tensor:
-    from optreg_adam._common import _indices
-
     return _indices(t.numel(), t.device).view(t.shape)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from optreg_adam._common import ema_, gate
+from optreg.compiling import ema_
+from optreg_adam._common import gate
 
 __all__ = ["acprop_", "ademamix_", "adopt_", "laprop_", "madam_", "simplified_ademamix_"]
 
