@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import can_flatten, flat
+
 __all__ = [
     "lion",
     "lion_update_",
@@ -164,15 +166,8 @@ def _never(device: torch.device) -> torch.Tensor:
 
 
 def _flat(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """1-D aliases when every tensor is contiguous (one compiled kernel serves every shape), else as is.
-
-    ``detach()`` makes each a plain tensor rather than a view of its N-D base (sharing storage and
-    version counter): dynamo guards a view on its base's shape, so views of 2-D and 4-D params would
-    each compile a graph of their own.
-    """
-    if all(t is None or t.is_contiguous() for t in tensors):
-        return [None if t is None else t.view(-1).detach() for t in tensors]
-    return list(tensors)
+    """1-D aliases (:func:`optreg.compiling.flat`) when every tensor is contiguous, else as is."""
+    return [flat(t) for t in tensors] if can_flatten(*tensors) else list(tensors)
 
 
 def _lion_hyper(lr: Number, beta1: float, beta2: float, weight_decay: float, device: torch.device) -> torch.Tensor:
