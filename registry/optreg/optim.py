@@ -18,7 +18,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["OptregOptimizer", "WrappedOptimizer", "gate_grad", "prepare_step_factor"]
+__all__ = [
+    "OptregOptimizer",
+    "WrappedOptimizer",
+    "as_scalar",
+    "gate_grad",
+    "params_with_grads",
+    "prepare_step_factor",
+    "scalar_dtype",
+]
 
 
 def prepare_step_factor(step_factor: Any, device: torch.device) -> torch.Tensor | None:
@@ -34,7 +42,33 @@ def gate_grad(grad: torch.Tensor, step_factor: torch.Tensor | None) -> torch.Ten
     """``grad`` where the step is taken, zeros where it is skipped (so NaN/inf cannot leak into state)."""
     if step_factor is None:
         return grad
-    return torch.where(step_factor.to(grad.dtype) != 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    keep = step_factor.to(grad.device, non_blocking=True) != 0
+    return torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+
+
+def params_with_grads(group: Mapping[str, Any]) -> list[torch.Tensor]:
+    """The params of ``group`` that have a gradient (a sparse gradient is an error)."""
+    out = []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError("sparse gradients are not supported by this optimizer")
+        out.append(p)
+    return out
+
+
+def scalar_dtype(device: torch.device) -> torch.dtype:
+    """float64 for an optimizer's step scalars (counters, estimates, weights) where the device has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
+    """``value`` as a 0-dim :func:`scalar_dtype` tensor on ``device``, without a host-device sync."""
+    dtype = scalar_dtype(device)
+    if isinstance(value, torch.Tensor):
+        return value.detach().reshape(()).to(device=device, dtype=dtype, non_blocking=True)
+    return torch.full((), float(value), dtype=dtype, device=device)
 
 
 class OptregOptimizer(torch.optim.Optimizer):

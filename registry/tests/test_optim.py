@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optreg.optim import OptregOptimizer, WrappedOptimizer, gate_grad, prepare_step_factor
+from optreg.optim import (
+    OptregOptimizer,
+    WrappedOptimizer,
+    as_scalar,
+    gate_grad,
+    params_with_grads,
+    prepare_step_factor,
+    scalar_dtype,
+)
 
 
 class GatedSGD(OptregOptimizer):
@@ -130,3 +138,19 @@ def test_wrapped_optimizer_add_group_and_pickle():
     assert clone.alpha == 0.25 and isinstance(clone.inner, torch.optim.SGD)
     with pytest.raises(TypeError, match=r"inner must be a torch\.optim\.Optimizer"):
         Lookahead(object())
+
+
+def test_params_with_grads_skips_params_without_one_and_rejects_sparse():
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    a.grad = torch.ones(2)
+    assert params_with_grads({"params": [a, b]}) == [a]
+    b.grad = torch.ones(2).to_sparse()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        params_with_grads({"params": [a, b]})
+
+
+def test_as_scalar_is_a_float64_0_dim_tensor_on_cpu():
+    from_float, from_tensor = as_scalar(0.5, torch.device("cpu")), as_scalar(torch.tensor([2.0]), torch.device("cpu"))
+    assert from_float.dtype == from_tensor.dtype == torch.float64 == scalar_dtype(torch.device("cpu"))
+    assert from_float.shape == from_tensor.shape == () and float(from_tensor) == 2.0
+    assert scalar_dtype(torch.device("mps")) == torch.float32  # MPS has no float64

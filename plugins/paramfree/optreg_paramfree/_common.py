@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from optreg.optim import OptregOptimizer, prepare_step_factor
+from optreg.optim import OptregOptimizer, as_scalar, prepare_step_factor
 
 __all__ = [
     "AdamCoefficients",
@@ -29,27 +29,10 @@ __all__ = [
     "ScopedScalarOptimizer",
     "adam_coefficients",
     "add_scaled_",
-    "as_scalar",
     "axpby_",
     "axpby_square_",
     "dot",
-    "gated",
-    "grads_of",
-    "scalar_dtype",
 ]
-
-
-def scalar_dtype(device: torch.device) -> torch.dtype:
-    """float64 for the estimators' scalars where the device has it (MPS does not)."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
-    """A 0-dim scalar tensor (float64 where supported) on ``device``, without a host-device sync."""
-    dtype = scalar_dtype(device)
-    if isinstance(value, torch.Tensor):
-        return value.detach().reshape(()).to(device=device, dtype=dtype, non_blocking=True)
-    return torch.full((), float(value), dtype=dtype, device=device)
 
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -57,26 +40,6 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dtype in (torch.float16, torch.bfloat16):
         a, b = a.float(), b.float()
     return torch.dot(a.reshape(-1), b.reshape(-1))
-
-
-def gated(grad: torch.Tensor, step_factor: torch.Tensor | None) -> torch.Tensor:
-    """``grad`` where the step is taken and zeros where it is skipped (NaN/inf cannot leak into state)."""
-    if step_factor is None:
-        return grad
-    zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
-    return torch.where(step_factor.to(grad.device) != 0, grad, zero)
-
-
-def grads_of(group: Mapping[str, Any]) -> list[torch.Tensor]:
-    """The params of ``group`` that have a gradient (sparse gradients are rejected)."""
-    out = []
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError("this optimizer does not support sparse gradients")
-        out.append(p)
-    return out
 
 
 #: Read step coefficients to Python floats on CPU (see ``_coef``). Tests turn it off to run the

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer
-from optreg_paramfree._common import gated, grads_of
+from optreg.optim import OptregOptimizer, gate_grad, params_with_grads
 
 __all__ = ["COCOB"]
 
@@ -42,7 +41,7 @@ class COCOB(OptregOptimizer):
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:
         alpha, eps, decay, lr = group["alpha"], group["eps"], group["weight_decay"], group["lr"]
-        for p in grads_of(group):
+        for p in params_with_grads(group):
             state = self.state[p]
             if "x0" not in state:
                 state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
@@ -53,7 +52,7 @@ class COCOB(OptregOptimizer):
             grad = p.grad if decay == 0 else p.grad.add(p, alpha=decay)
             if isinstance(lr, torch.Tensor) or lr != 1.0:
                 grad = grad * lr
-            grad = gated(grad, step_factor)
+            grad = gate_grad(grad, step_factor)
             x0, theta = state["x0"], state["theta"]
             big_l, big_g, reward = state["max_abs_grad"], state["sum_abs_grad"], state["reward"]
             abs_grad = grad.abs()

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from optreg.optim import gate_grad, params_with_grads
 from optreg_paramfree._common import (
     ScopedScalarOptimizer,
     _coef,
@@ -30,8 +31,6 @@ from optreg_paramfree._common import (
     axpby_,
     axpby_square_,
     dot,
-    gated,
-    grads_of,
 )
 
 __all__ = ["DAdaptAdamW", "DAdaptLion", "DAdaptSGD"]
@@ -112,7 +111,7 @@ class DAdaptAdamW(_DAdapt):
         numerator_acc, sk_l1, any_active = zero, zero, zero
         plans = []
         for group in scope:
-            params = grads_of(group)
+            params = params_with_grads(group)
             if not params:
                 continue
             beta1, beta2, active, gate, dlr, keep1, keep2 = adam_coefficients(group, d, k, sf, self._lr_of(group, d))
@@ -123,7 +122,7 @@ class DAdaptAdamW(_DAdapt):
             c_s = dlr * (1 - sqrt_beta2) * gate
             eps, decay, decouple = group["eps"], group["weight_decay"], group["decouple"]
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 if decay != 0 and not decouple:
                     grad = grad.add(p, alpha=decay)
                 state = self.state[p]
@@ -197,14 +196,14 @@ class DAdaptSGD(_DAdapt):
         work = []
         g_sq, any_active = zero, zero
         for group in scope:
-            params = grads_of(group)
+            params = params_with_grads(group)
             if not params:
                 continue
             lr = self._lr_of(group, d)
             active = (lr != 0).to(d.dtype)
             any_active = torch.maximum(any_active, active)
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 g_sq = g_sq + active * dot(grad, grad)
             work.append((group, params, lr, active))
         # The gradient norm of the first step (with a nonzero gradient) fixes the scale of every later step.
@@ -219,7 +218,7 @@ class DAdaptSGD(_DAdapt):
             c = dlr * gate
             decay = group["weight_decay"]
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 if decay != 0:
                     grad = grad.add(p, alpha=decay)
                 state = self.state[p]
@@ -281,7 +280,7 @@ class DAdaptLion(_DAdapt):
         zero = torch.zeros_like(d)
         numerator_acc, sk_l1, any_active = zero, zero, zero
         for group in scope:
-            params = grads_of(group)
+            params = params_with_grads(group)
             if not params:
                 continue
             beta1, beta2 = group["betas"]
@@ -296,7 +295,7 @@ class DAdaptLion(_DAdapt):
             c2 = (1 - beta2) * dlr * gate
             c_s = (1 - sqrt_beta2) * dlr * gate
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 state = self.state[p]
                 if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

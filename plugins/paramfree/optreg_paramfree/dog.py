@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import torch
 
-from optreg_paramfree._common import ScopedScalarOptimizer, add_scaled_, dot, gated, grads_of
+from optreg.optim import gate_grad, params_with_grads
+from optreg_paramfree._common import ScopedScalarOptimizer, add_scaled_, dot
 
 __all__ = ["DoG", "DoWG"]
 
@@ -38,7 +39,7 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
         dist_sq, grad_sq, x0_sq = zero, zero, zero
         work = []
         for group in scope:
-            params = grads_of(group)
+            params = params_with_grads(group)
             if not params:
                 continue
             lr = self._lr_of(group, like)
@@ -49,7 +50,7 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
                 if "x0" not in state:
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
                     x0_sq = x0_sq + active * dot(p, p)
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 if decay != 0:
                     grad = grad.add(p, alpha=decay)
                 diff = torch.sub(p, state["x0"], out=self.scratch.get(p))
@@ -69,7 +70,7 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
             scale = -eta * lr * sf
             decay = group["weight_decay"]
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 if decay != 0:
                     grad = grad.add(p, alpha=decay)
                 add_scaled_(p, grad, scale)

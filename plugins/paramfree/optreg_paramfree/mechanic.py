@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from optreg.optim import WrappedOptimizer
-from optreg_paramfree._common import Scratch, as_scalar, dot, gated, grads_of, host_scalars, scalar_dtype
+from optreg.optim import WrappedOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
+from optreg_paramfree._common import Scratch, dot, host_scalars
 
 __all__ = ["Mechanic"]
 
@@ -97,14 +97,14 @@ class Mechanic(WrappedOptimizer):
         s, m, v, r = (leader[key] for key in _SCALARS)
         device = s.device
         sf = None if step_factor is None else as_scalar(step_factor, device)
-        params = [p for group in self.param_groups for p in grads_of(group)]
+        params = [p for group in self.param_groups for p in params_with_grads(group)]
 
         eps, decay = self.mechanic_eps, self.mechanic_weight_decay
         s_sum = s.sum()
         zero = torch.zeros((), dtype=s.dtype, device=device)
         grad_sq, param_sq = zero, zero
         for p in params:
-            grad = gated(p.grad, step_factor)
+            grad = gate_grad(p.grad, step_factor)
             grad_sq = grad_sq + dot(grad, grad).to(device)
             param_sq = param_sq + dot(p, p).to(device)
         decay_coef = decay * s_sum * torch.sqrt(grad_sq) / (torch.sqrt(param_sq) + eps)
@@ -115,7 +115,7 @@ class Mechanic(WrappedOptimizer):
             ref = self.wrapper_state.get(p, {}).get("mechanic_x_ref")
             if ref is None:
                 ref = p.detach().clone(memory_format=torch.preserve_format)
-            grad = gated(p.grad, step_factor)
+            grad = gate_grad(p.grad, step_factor)
             diff = torch.sub(ref, p, out=self.scratch.get(p))  # (x_ref - x) = -sum(s) * Delta_t
             h = h + ((dot(grad, diff) + decay_coef * dot(p, diff)) / (s_sum + eps)).to(device)
             before.append(p.detach().clone(memory_format=torch.preserve_format))

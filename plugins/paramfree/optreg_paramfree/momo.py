@@ -19,20 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-from optreg.optim import OptregOptimizer
-from optreg_paramfree._common import (
-    Scratch,
-    add_scaled_,
-    as_scalar,
-    axpby_,
-    axpby_square_,
-    dot,
-    gated,
-    grads_of,
-    host_scalars,
-    pickled_state,
-    scalar_dtype,
-)
+from optreg.optim import OptregOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
+from optreg_paramfree._common import Scratch, add_scaled_, axpby_, axpby_square_, dot, host_scalars, pickled_state
 
 __all__ = ["Momo", "MomoAdam"]
 
@@ -159,9 +147,9 @@ class Momo(_LossModel):
         grad_dot_x, x_dot_avg, avg_sq = zero, zero, zero
         plans = []
         for group in self.param_groups:
-            params = grads_of(group)
+            params = params_with_grads(group)
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 state = self.state[p]
                 fresh = "grad_avg" not in state
                 if fresh:
@@ -254,10 +242,10 @@ class MomoAdam(_LossModel):
         grad_dot_x, x_dot_avg, avg_norm = zero, zero, zero
         plans = []
         for group in self.param_groups:
-            params = grads_of(group)
+            params = params_with_grads(group)
             eps = group["eps"]
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 state = self.state[p]
                 if "grad_avg" not in state:
                     state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from optreg.optim import gate_grad, params_with_grads
 from optreg_paramfree._common import (
     ScopedScalarOptimizer,
     _coef,
@@ -27,8 +28,6 @@ from optreg_paramfree._common import (
     axpby_,
     axpby_square_,
     dot,
-    gated,
-    grads_of,
 )
 
 __all__ = ["Prodigy"]
@@ -112,7 +111,7 @@ class Prodigy(ScopedScalarOptimizer):
         delta_numerator, d_denom, any_active = zero, zero, zero
         plans = []
         for group in scope:
-            params = grads_of(group)
+            params = params_with_grads(group)
             if not params:
                 continue
             beta1, beta2, active, gate, dlr, keep1, keep2 = adam_coefficients(group, d, k, sf, self._lr_of(group, d))
@@ -124,7 +123,7 @@ class Prodigy(ScopedScalarOptimizer):
             c_s = (d / d0) * (d if safeguard else dlr) * gate
             decay, decouple, slice_p = group["weight_decay"], group["decouple"], group["slice_p"]
             for p in params:
-                grad = gated(p.grad, step_factor)
+                grad = gate_grad(p.grad, step_factor)
                 if decay != 0 and not decouple:
                     grad = grad.add(p, alpha=decay)
                 state = self.state[p]
@@ -177,7 +176,7 @@ class Prodigy(ScopedScalarOptimizer):
                 if beta1 > 0:
                     add_scaled_(p, torch.div(state["exp_avg"], denom, out=denom), -dlr * move)
                 else:
-                    grad = gated(p.grad, step_factor)
+                    grad = gate_grad(p.grad, step_factor)
                     if decay != 0 and not group["decouple"]:
                         grad = grad.add(p, alpha=decay)
                     add_scaled_(p, torch.div(grad, denom, out=denom), -dlr * d_next * move)

@@ -9,48 +9,11 @@ import torch
 
 __all__ = [
     "Scratch",
-    "as_scalar",
     "coef",
-    "gated",
-    "grads_of",
     "group_device",
     "host_scalars",
     "pick_foreach",
-    "scalar_dtype",
 ]
-
-
-def scalar_dtype(device: torch.device) -> torch.dtype:
-    """float64 for step counters and averaging weights where the device has it (MPS does not)."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
-    """A 0-dim scalar tensor on ``device`` without a host-device sync."""
-    dtype = scalar_dtype(device)
-    if isinstance(value, torch.Tensor):
-        return value.detach().reshape(()).to(device=device, dtype=dtype, non_blocking=True)
-    return torch.full((), float(value), dtype=dtype, device=device)
-
-
-def gated(grad: torch.Tensor, step_factor: torch.Tensor | None) -> torch.Tensor:
-    """``grad`` where the step is taken and zeros where it is skipped (NaN/inf cannot leak into state)."""
-    if step_factor is None:
-        return grad
-    zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
-    return torch.where(step_factor.to(grad.device) != 0, grad, zero)
-
-
-def grads_of(group: Mapping[str, Any]) -> list[torch.Tensor]:
-    """The params of ``group`` that have a gradient (sparse gradients are rejected)."""
-    out = []
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError("schedule-free optimizers do not support sparse gradients")
-        out.append(p)
-    return out
 
 
 def group_device(group: Mapping[str, Any]) -> torch.device:

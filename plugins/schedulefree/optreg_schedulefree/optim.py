@@ -24,17 +24,8 @@ from typing import Any
 import torch
 
 from optreg.compiling import can_flatten, ema_, flat, run_compiled
-from optreg.optim import OptregOptimizer
-from optreg_schedulefree._common import (
-    Scratch,
-    as_scalar,
-    coef,
-    gated,
-    grads_of,
-    group_device,
-    host_scalars,
-    pick_foreach,
-)
+from optreg.optim import OptregOptimizer, as_scalar, gate_grad, params_with_grads
+from optreg_schedulefree._common import Scratch, coef, group_device, host_scalars, pick_foreach
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD", "ScheduleFreeOptimizer"]
 
@@ -399,7 +390,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
         return None, None
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:
-        params = grads_of(group)
+        params = params_with_grads(group)
         k = group["k"]
         factor, use_adam = self._lr_factor(group, k)
         sf, lr, ckp1, k = self._weights(group, step_factor, factor)
@@ -420,7 +411,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             params = self._step_compiled(params, step_factor, use_adam, scalars, coefficients)
             if not params:
                 return
-        grads = [gated(p.grad, step_factor) for p in params]
+        grads = [gate_grad(p.grad, step_factor) for p in params]
         if pick_foreach(group["foreach"], params):
             directions = _adam_direction_multi(
                 grads, [self.state[p]["exp_avg_sq"] for p in params], use_adam=use_adam, scratch=self.scratch, **scalars
@@ -548,7 +539,7 @@ class ScheduleFreeSGD(ScheduleFreeOptimizer):
         return group["momentum"]
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:
-        params = grads_of(group)
+        params = params_with_grads(group)
         sf, lr, ckp1, _ = self._weights(group, step_factor)
         if not params:
             return
@@ -557,11 +548,11 @@ class ScheduleFreeSGD(ScheduleFreeOptimizer):
         update(
             params,
             [self.state[p]["z"] for p in params],
-            [gated(p.grad, step_factor) for p in params],
+            [gate_grad(p.grad, step_factor) for p in params],
             decay=group["weight_decay"],
             decay_at_y=group["weight_decay_at_y"],
             c_lerp=ckp1 * sf,
             c_y=lr * (group["momentum"] * (1 - ckp1) - 1) * sf,
             c_z=-lr * sf,
-            owned=step_factor is not None,  # gated() made copies; plain gradients are the user's
+            owned=step_factor is not None,  # gate_grad() made copies; plain gradients are the user's
         )

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from optreg.optim import WrappedOptimizer
-from optreg_schedulefree._common import Scratch, as_scalar, coef, grads_of, group_device
+from optreg.optim import WrappedOptimizer, as_scalar, params_with_grads
+from optreg_schedulefree._common import Scratch, coef, group_device
 from optreg_schedulefree.optim import eval_mode_error
 from optreg_schedulefree.specs import inner_momentum
 
@@ -138,7 +138,7 @@ class ScheduleFree(WrappedOptimizer):
         beta = self.momentum
         work = []
         for group in self.param_groups:
-            params = grads_of(group)
+            params = params_with_grads(group)
             device = group["sf_k"].device
             sf = torch.ones((), dtype=group["sf_k"].dtype, device=device)
             if step_factor is not None:
