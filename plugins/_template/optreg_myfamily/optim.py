@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer, gate_grad
+from optreg.optim import OptregOptimizer, gate_grad, params_with_grads
 
 __all__ = ["MyfamilySGDW"]
 
@@ -50,21 +50,16 @@ class MyfamilySGDW(OptregOptimizer):
         super().__init__(params, defaults)
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:
-        params, grads, bufs = [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("MyfamilySGDW does not support sparse gradients")
-            params.append(p)
-            grads.append(p.grad)
-            if group["momentum"] != 0:
+        params = params_with_grads(group)
+        if not params:
+            return
+        grads, bufs = [p.grad for p in params], []
+        if group["momentum"] != 0:
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
-        if not params:
-            return
         foreach = group["foreach"]
         if foreach is None:
             foreach = all(p.is_cuda for p in params)
