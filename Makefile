@@ -55,7 +55,27 @@ test-plugins: install
 test-integration: install
 	$(PY) -m pytest tests
 
-test: lint test-core test-plugins test-integration
+# `make test`: lint and every suite (core, each plugin, integration), even after one fails, then one
+# summary; the exit status is non-zero when any failed.
+SUITES := lint registry $(PLUGINS) tests
+
+test: install
+	@failed=""; summary=""; \
+	for suite in $(SUITES); do \
+	  echo "== $$suite"; start=$$(date +%s); \
+	  case $$suite in \
+	    lint) $(PY) -m ruff check . ;; \
+	    registry) $(PY) -m pytest registry/tests ;; \
+	    tests) $(PY) -m pytest tests ;; \
+	    *) (cd $$suite && $(CURDIR)/$(PY) -m pytest tests) ;; \
+	  esac; \
+	  rc=$$?; secs=$$(( $$(date +%s) - start )); \
+	  if [ $$rc -eq 0 ]; then result=ok; else result=FAILED; failed="$$failed $$suite"; fi; \
+	  summary="$$summary$$(printf '  %-6s %-22s %4d s' $$result $$suite $$secs)\n"; \
+	done; \
+	echo "== summary"; printf "$$summary"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: every suite passed"
 
 # The docs site (mkdocs + Material) into site/; reference pages are generated from the registry.
 docs: install
