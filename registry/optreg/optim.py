@@ -72,10 +72,37 @@ def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
 
 
 class OptregOptimizer(torch.optim.Optimizer):
-    """Base of optreg optimizers: ``step(closure=None, *, step_factor=None)`` per PyTorch conventions."""
+    """Base of optreg optimizers: ``step(closure=None, *, step_factor=None)`` per PyTorch conventions.
+
+    Pickling and ``copy.deepcopy`` keep the instance's own attributes (constructor options kept
+    outside the param groups, an inner optimizer, statistics): torch's ``__getstate__`` keeps only
+    ``defaults``, ``state`` and ``param_groups``, so a copy would otherwise lose them. Work buffers and
+    caches (anything keyed by ``id()`` of a tensor, which a copy changes) are named in ``TRANSIENT``:
+    they are left out and rebuilt by :meth:`_init_transient`, which ``__init__`` implementations call
+    too. Hooks registered on the instance are not pickled (as in torch): register internal behaviour
+    by overriding methods, not with hooks.
+    """
 
     #: Whether ``step(step_factor=...)`` is supported (the skip-step capability).
     supports_step_factor: bool = True
+    #: Instance attributes that are work buffers or caches: not pickled, rebuilt by :meth:`_init_transient`.
+    TRANSIENT: tuple[str, ...] = ()
+
+    def _init_transient(self) -> None:
+        """(Re)create the attributes named in ``TRANSIENT`` (after unpickling, and from ``__init__``)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        extra = {
+            key: value
+            for key, value in self.__dict__.items()
+            if key not in state and not key.startswith("_optimizer_") and key not in self.TRANSIENT
+        }
+        return {**state, **extra}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._init_transient()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
@@ -155,7 +182,20 @@ class WrappedOptimizer(OptregOptimizer):
         return index
 
     def state_dict(self) -> dict[str, Any]:
-        """The inner state dict with the wrapper's per-parameter tensors merged in (prefixed keys)."""
+        """The inner state dict with the wrapper's per-parameter tensors merged in (prefixed keys).
+
+        The wrapper's own state-dict hooks run as torch runs them (the inner optimizer's run too).
+        """
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+        state_dict = self._merged_state_dict()
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            result = post_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
+
+    def _merged_state_dict(self) -> dict[str, Any]:
         state_dict = self.inner.state_dict()
         merged = dict(state_dict["state"])
         index = self._param_index()
@@ -167,7 +207,21 @@ class WrappedOptimizer(OptregOptimizer):
         return {**state_dict, "state": merged}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict made by :meth:`state_dict` (splits the wrapper's entries back out)."""
+        """Load a state dict made by :meth:`state_dict` (splits the wrapper's entries back out).
+
+        The wrapper's load-state-dict pre-hooks (which may return a replacement dict) and post-hooks
+        run as torch runs them.
+        """
+        state_dict = dict(state_dict)
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        self._load_merged_state_dict(state_dict)
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+    def _load_merged_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         inner_state: dict[Any, dict[str, Any]] = {}
         ours: dict[Any, dict[str, Any]] = {}
         for key, entries in state_dict["state"].items():
@@ -193,16 +247,6 @@ class WrappedOptimizer(OptregOptimizer):
             for key, value in list(group.items()):
                 if key.startswith(self.PREFIX) and isinstance(value, torch.Tensor):
                     group[key] = value.to(device)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # torch keeps only defaults, state and param_groups; a wrapper also needs its inner optimizer and options
-        state = super().__getstate__()
-        extra = {
-            k: v
-            for k, v in self.__dict__.items()
-            if k not in state and not k.startswith("_optimizer_") and k != "scratch"
-        }
-        return {**state, **extra}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"

@@ -140,6 +140,59 @@ def test_wrapped_optimizer_add_group_and_pickle():
         Lookahead(object())
 
 
+def test_wrapped_optimizer_runs_its_own_state_dict_hooks():
+    """Hooks registered on a wrapper run (torch's contract), and what they return is what is used."""
+    a = torch.nn.Parameter(torch.ones(2))
+    opt = Lookahead(torch.optim.SGD([a], lr=0.1))
+    fired = []
+    opt.register_state_dict_pre_hook(lambda o: fired.append("pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: {**sd, "mark": fired.append("post") or 1})
+    saved = opt.state_dict()
+    assert fired == ["pre", "post"] and saved["mark"] == 1
+    fired.clear()
+    other = Lookahead(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1))
+    other.register_load_state_dict_pre_hook(
+        lambda o, sd: fired.append("load_pre") or {**sd, "param_groups": [{**sd["param_groups"][0], "lr": 0.5}]}
+    )
+    other.register_load_state_dict_post_hook(lambda o: fired.append("load_post"))
+    other.load_state_dict(saved)
+    assert fired == ["load_pre", "load_post"]
+    assert other.param_groups[0]["lr"] == 0.5, "the pre-hook's returned dict was not the one loaded"
+
+
+class CachingSGD(OptregOptimizer):
+    """Keeps a constructor option outside the groups and a per-tensor cache keyed by id() (transient)."""
+
+    TRANSIENT = ("cache",)
+
+    def __init__(self, params, lr=0.1, scale=2.0):
+        self.scale = scale
+        super().__init__(params, {"lr": lr})
+        self._init_transient()
+
+    def _init_transient(self):
+        self.cache = {}
+
+    def _step_group(self, group, step_factor, loss):
+        for p in group["params"]:
+            self.cache.setdefault(id(p), p.grad)
+            p.sub_(p.grad * group["lr"] * self.scale)
+
+
+def test_optreg_optimizer_pickles_its_own_attributes_but_not_transient_ones():
+    import copy
+    import pickle
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = CachingSGD([p], scale=3.0)
+    p.grad = torch.ones(3)
+    opt.step()
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone.scale == 3.0, "a constructor option was lost"
+        assert clone.cache == {}, "a transient cache (keyed by id()) was copied"
+        assert clone._optimizer_step_pre_hooks == {}
+
+
 def test_params_with_grads_skips_params_without_one_and_rejects_sparse():
     a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
     a.grad = torch.ones(2)
