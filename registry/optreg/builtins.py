@@ -31,6 +31,7 @@ class SGDSpec(OptimizerSpec):
     """
 
     TYPE: ClassVar[str] = "sgd"
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"foreach"})
     PAPER: ClassVar[str] = "Sutskever et al. 2013, On the importance of initialization and momentum in deep learning"
 
     lr: float = field(1e-3, ge=0, doc="Learning rate.")

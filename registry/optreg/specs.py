@@ -220,6 +220,10 @@ class OptimizerSpec(Spec):
         """The spec whose fields ``group_overrides`` options refer to (wrappers return ``inner``)."""
         return self
 
+    def capabilities(self) -> frozenset[str]:
+        """What this configuration supports: ``CAPABILITIES``, or less (a wrapper: what its inner supports)."""
+        return frozenset(type(self).CAPABILITIES)
+
     def role_options(self, role: str) -> dict[str, Any] | None:
         """Extra param-group options for parameters of ``role``.
 

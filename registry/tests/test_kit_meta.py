@@ -16,50 +16,82 @@ from optreg.testing import OptimizerCase, OptimizerConformance, SchedulerCase, S
 class FlawedSGD(torch.optim.Optimizer):
     """Momentum SGD with one deliberate flaw (or none)."""
 
-    def __init__(self, params, lr, weight_decay=0.0, foreach=None, flaw=""):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, foreach=foreach))
-        self.flaw = flaw
+    def __init__(self, params, lr, weight_decay=0.0, maximize=False, foreach=None, flaw=""):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize, foreach=foreach,
+                                      flaw=flaw))
         self.hidden = {}
+        if flaw == "lost_attribute":
+            self.momentum = 0.9  # an attribute torch does not pickle
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("hidden", {})
+
+    def state_dict(self):
+        if self.defaults["flaw"] == "skips_hooks":
+            return {"state": {i: dict(v) for i, v in enumerate(self.state.values())},
+                    "param_groups": [{**{k: v for k, v in g.items() if k != "params"},
+                                      "params": list(range(len(g["params"])))} for g in self.param_groups]}
+        return super().state_dict()
+
+    def add_param_group(self, param_group):
+        if self.defaults.get("flaw") == "raw_add_group" and hasattr(self, "param_groups"):
+            self.param_groups.append(dict(param_group))  # no defaults filled in
+            return
+        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure=None, *, step_factor=None):
+        flaw = self.defaults["flaw"]
         loss = None
-        if closure is not None and self.flaw != "no_closure":
+        if closure is not None and flaw != "no_closure":
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr = self.defaults["lr"] if self.flaw == "ignores_groups" else group["lr"]
-            if self.flaw == "foreach_mismatch" and group["foreach"]:
+            lr = self.defaults["lr"] if flaw == "ignores_groups" else group["lr"]
+            if flaw == "foreach_mismatch" and group["foreach"]:
                 lr = lr * 1.01
+            momentum = self.momentum if flaw == "lost_attribute" else 0.9
             for p in group["params"]:
                 if p.grad is None:
-                    if self.flaw == "eager_decay":
+                    if flaw == "eager_decay":
                         p.mul_(1 - lr * 0.1)
                     continue
                 g = p.grad
-                if self.flaw == "empty_crash":
+                if group["maximize"] and flaw != "ignores_maximize":
+                    g = -g
+                if flaw == "conj" and torch.is_complex(g):
+                    g = g.conj()  # right for real gradients, silently wrong for complex ones
+                if flaw == "empty_crash":
                     g = g / g.abs().max()
-                if self.flaw == "forgetful":
+                if flaw == "forgetful":
                     buf = self.hidden.setdefault(id(p), torch.zeros_like(p))
                 else:
                     state = self.state[p]
                     if "momentum_buffer" not in state:
                         state["momentum_buffer"] = torch.zeros_like(p)
                     buf = state["momentum_buffer"]
-                sign = 1.0 if self.flaw == "ascent" else -1.0
-                if step_factor is None or self.flaw == "leaky_skip":
-                    buf.mul_(0.9).add_(g)
+                sign = 1.0 if flaw == "ascent" else -1.0
+                if flaw == "float32_coefficient":
+                    coefficient = torch.where(g.isfinite().all(), momentum, 1.0)  # a float32 0.9
+                    buf.mul_(coefficient).add_(g)
+                    p.add_(buf, alpha=sign * lr)
+                    p.mul_(1 - lr * group["weight_decay"])
+                elif step_factor is None or flaw == "leaky_skip":
+                    buf.mul_(momentum).add_(g)
                     p.add_(buf, alpha=sign * lr)
                     p.mul_(1 - lr * group["weight_decay"])
                 else:
+                    if flaw == "host_sync" and step_factor.item() == 0:
+                        continue
                     take = step_factor != 0
                     g = torch.where(take, g, torch.zeros_like(g))
-                    buf.copy_(torch.where(take, buf * 0.9 + g, buf))
+                    buf.copy_(torch.where(take, buf * momentum + g, buf))
                     p.add_(buf * step_factor, alpha=sign * lr)
                     p.mul_(1 - lr * group["weight_decay"] * step_factor)
-                if self.flaw == "drift":
+                if flaw == "drift":
                     p.add_(1e-3)
-                if self.flaw == "upcast":
+                if flaw == "upcast":
                     p.data = p.data.float()
         return loss
 
@@ -68,8 +100,10 @@ def make_spec(name, flaw):
     @attrs.frozen(kw_only=True)
     class Spec(optreg.OptimizerSpec):
         TYPE: ClassVar[str] = name
+        CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"foreach", "step_factor"})
         lr: float = optreg.field(0.02, ge=0)
         weight_decay: float = optreg.field(0.0, ge=0)
+        maximize: bool = optreg.field(False)
         foreach: bool | None = optreg.field(None, per_group=False)
 
         def create(self, groups, context):
@@ -79,7 +113,8 @@ def make_spec(name, flaw):
 
 
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
-         "empty_crash", "foreach_mismatch", "leaky_skip"]
+         "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
+         "conj", "raw_add_group", "skips_hooks", "ignores_maximize"]
 
 
 @attrs.frozen(kw_only=True)
@@ -104,6 +139,7 @@ class Negative(optreg.SchedulerSpec):
 def optreg_register_optimizers(register):
     for flaw in FLAWS:
         register(make_spec(f"sgd_{flaw}", flaw))
+    register(make_spec("sgd_uncovered", "none"))  # registered, but no suite class has a case for it
 
 
 @optreg.hookimpl
@@ -116,15 +152,29 @@ import sys
 PLUGIN = sys.modules[__name__]
 
 
+def flaws_registry():
+    registry = Registry(entry_points=False)
+    registry.add_plugin(PLUGIN, name="flaws", distribution="optreg-flaws")
+    return registry
+
+
 class TestFlaws(OptimizerConformance):
-    cases = [
-        OptimizerCase(spec={"type": f"sgd_{flaw}"}, capabilities={"foreach", "step_factor"}, id=flaw,
-                      descent={"rosenbrock": {"lr": 1e-4}})
-        for flaw in FLAWS
-    ]
+    distribution = "optreg-flaws"
+    cases = [OptimizerCase(spec={"type": f"sgd_{flaw}"}, id=flaw, descent={"rosenbrock": {"lr": 1e-4}})
+             for flaw in FLAWS]
 
     def make_registry(self):
-        return Registry(plugins=[PLUGIN], entry_points=False)
+        return flaws_registry()
+
+
+class TestNarrowing(OptimizerConformance):
+    """A case may narrow its spec's capabilities (this one has no step_factor checks)."""
+
+    cases = [OptimizerCase(spec={"type": "sgd_none"}, capabilities={"foreach"}, id="narrowed",
+                           descent={"rosenbrock": {"lr": 1e-4}})]
+
+    def make_registry(self):
+        return flaws_registry()
 
 
 class TestScheduleFlaws(SchedulerConformance):
@@ -150,6 +200,13 @@ EXPECTED = {
     "test_zero_size_and_frozen_params": {"empty_crash"},
     "test_foreach_parity": {"foreach_mismatch"},
     "test_step_factor": {"leaky_skip", "drift"},
+    "test_deepcopy_and_pickle_continue": {"lost_attribute"},
+    "test_float64_step_stays_float64": {"float32_coefficient"},
+    "test_step_factor_step_needs_no_host_sync": {"host_sync"},
+    "test_complex_params": {"conj"},
+    "test_add_param_group_then_step": {"raw_add_group"},
+    "test_state_dict_hooks_fire": {"skips_hooks"},
+    "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
 }
 
 
@@ -175,9 +232,17 @@ def test_kit_catches_every_flaw(pytester):
     assert not correct_failures, f"the correct optimizer failed {correct_failures}"
     # A flawed optimizer must not slip through: every flaw fails at least one check.
     all_failed = set().union(*failed.values())
-    flaws = {"ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
-             "empty_crash", "foreach_mismatch", "leaky_skip"}
+    flaws = {flaw for checks in EXPECTED.values() for flaw in checks}
     assert flaws <= all_failed
+    # the name registered without a case fails the coverage check (the class check has no case id)
+    assert "" in failed.get("test_every_registered_name_has_a_case", set()), failed
+    assert "sgd_uncovered" in result.stdout.str()
+    # narrowing: the narrowed case ran the foreach check but no step_factor check
+    assert "TestNarrowing::test_foreach_parity[narrowed] PASSED" in result.stdout.str() or any(
+        "TestNarrowing::test_foreach_parity[narrowed]" in line and line.startswith("PASSED")
+        for line in result.outlines
+    )
+    assert not any("TestNarrowing::test_step_factor" in line and "[narrowed]" in line for line in result.outlines)
     assert "stateful" in failed.get("test_resume_gives_same_lrs", set())
     assert "stateful" in failed.get("test_expected_values", set())
     assert "negative" in failed.get("test_lr_finite_and_nonnegative", set())

@@ -31,12 +31,18 @@ CHECKS = frozenset(
         "group_overrides",
         "closure",
         "strict_types",
+        "copy",
+        "float64",
+        "complex",
+        "add_param_group",
+        "state_dict_hooks",
+        "maximize",
     }
 )
 
 
-def _frozen_set(value: Any) -> frozenset[str]:
-    return frozenset(value)
+def _frozen_set(value: Any) -> frozenset[str] | None:
+    return None if value is None else frozenset(value)
 
 
 def _case_id(spec: Mapping[str, Any]) -> str:
@@ -49,16 +55,20 @@ class OptimizerCase:
     """One optimizer configuration the kit checks.
 
     ``spec``: the optimizer table as a dict (``{"type": "adamw", "lr": 1e-2}``).
-    ``capabilities``: optional behaviours to check (see :data:`CAPABILITIES`).
+    ``capabilities``: optional behaviours to check (see :data:`CAPABILITIES`); by default the
+    spec class's own ``CAPABILITIES``. A case may only narrow them (e.g. a per-tensor case of an
+    optimizer whose spec declares ``foreach``): one it names that the spec does not declare fails.
     ``skip``: check name -> reason, for checks that do not apply.
     ``descent``: problem -> extra spec options for that problem (e.g. a smaller
     ``lr`` on Rosenbrock); ``descent_steps`` and ``descent_ratio`` set the bar
     (final loss <= ratio x initial loss).
-    ``parity_rtol`` / ``parity_atol``: tolerance of the foreach parity check.
+    ``parity_rtol`` / ``parity_atol``: tolerance of the foreach parity check and of the complex
+    check (complex params against the same optimizer on their ``view_as_real``: reductions over a
+    complex tensor may sum in another order).
     """
 
     spec: Mapping[str, Any]
-    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=_frozen_set)
+    capabilities: frozenset[str] | None = attrs.field(default=None, converter=_frozen_set)
     skip: Mapping[str, str] = attrs.field(factory=dict)
     descent: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     descent_steps: int = 100
@@ -68,7 +78,7 @@ class OptimizerCase:
     id: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        unknown = set(self.capabilities) - CAPABILITIES
+        unknown = set(self.capabilities or ()) - CAPABILITIES
         if unknown:
             raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}")
         bad = set(self.skip) - CHECKS

@@ -9,8 +9,10 @@ the pytest plugin ``optreg.testing.plugin``, which the suite opts into with
 
 from __future__ import annotations
 
+import copy
 import io
 import math
+import pickle
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +21,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from optreg.convert import field_types, spec_to_dict
 from optreg.errors import SpecError
@@ -170,7 +173,31 @@ class _SpecChecks:
         return _REGISTRIES[cls]
 
     def spec_of(self, data: Mapping[str, Any]) -> Any:
+        self._check_provider(data.get("type"))
         return self.registry.structure(dict(data), self.BASE)
+
+    def _check_provider(self, name: Any) -> None:
+        """Stop when ``name`` resolves to another distribution's class (a name clash, or a missing plugin).
+
+        Running the checks would test someone else's optimizer under this suite's name.
+        """
+        if self.distribution is None or not isinstance(name, str):
+            return
+        cls = self.registry.lookup(self.KIND, name)
+        if cls is None:
+            return  # unknown names fail with the registry's own message (discovery, structuring)
+        owner = self.registry.provider(self.KIND, cls.TYPE)
+        if owner.distribution != self.distribution:
+            clashes = [
+                f"{p.name} ({p.label}): {p.error}" for p in self.registry.failed_plugins if name in str(p.error)
+            ]
+            pytest.fail(
+                f"{self.KIND} {name!r} resolves to {cls.__module__}.{cls.__qualname__} of {owner.label}, "
+                f"not to {self.distribution}: a name clash (or {self.distribution} is not installed), "
+                "so the kit will not check someone else's class"
+                + (f"; {'; '.join(clashes)}" if clashes else ""),
+                pytrace=False,
+            )
 
     # -- discovery
 
@@ -185,6 +212,25 @@ class _SpecChecks:
             assert owner.distribution == self.distribution, (
                 f"{name!r} is provided by {owner.distribution!r}, expected {self.distribution!r}"
             )
+
+    # -- coverage
+
+    def test_every_registered_name_has_a_case(self) -> None:
+        """Every name ``distribution`` registers (of this kind) has a case in some suite class of that distribution."""
+        if self.distribution is None:
+            pytest.skip("the suite sets no `distribution`: nothing to compare the cases with")
+        registered = {
+            n for n in self.registry.names(self.KIND)
+            if self.registry.provider(self.KIND, n).distribution == self.distribution
+        }
+        missing = registered - _covered_names(type(self), self.registry)
+        if missing:
+            _import_sibling_suites(type(self))
+            missing = registered - _covered_names(type(self), self.registry)
+        assert not missing, (
+            f"{self.distribution} registers {self.KIND}s without a conformance case: {sorted(missing)}; "
+            f"add an {'OptimizerCase' if self.KIND == 'optimizer' else 'SchedulerCase'} for each"
+        )
 
     # -- round trip
 
@@ -266,6 +312,50 @@ def _bad_values(tp: Any) -> list[Any]:
     if typing.get_origin(tp) is typing.Literal:
         return ["__not_a_choice__"]
     return []
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out
+
+
+def _covered_names(suite: type, registry: Registry) -> set[str]:
+    """Canonical names with a case in any loaded suite class of ``suite``'s kind and distribution."""
+    base = OptimizerConformance if issubclass(suite, OptimizerConformance) else SchedulerConformance
+    names = set()
+    for cls in _all_subclasses(base):
+        if getattr(cls, "distribution", None) != suite.distribution:
+            continue
+        for case in getattr(cls, "cases", ()):
+            found = registry.lookup(base.KIND, str(case.spec.get("type", "")))
+            if found is not None:
+                names.add(found.TYPE)
+    return names
+
+
+def _import_sibling_suites(suite: type) -> None:
+    """Import the ``test_*.py`` modules beside ``suite``'s (a run of one file has not loaded them)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module = sys.modules.get(suite.__module__)
+    where = getattr(module, "__file__", None)
+    if not where:
+        return
+    loaded = {Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
+    for path in sorted(Path(where).parent.glob("test_*.py")):
+        if path.resolve() in loaded:
+            continue
+        spec = importlib.util.spec_from_file_location(f"_optreg_kit_sibling_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            continue
+        try:
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        except Exception:  # noqa: BLE001 - a module that fails to import is reported by pytest itself
+            continue
 
 
 # ---------------------------------------------------------------- optimizers
@@ -483,6 +573,196 @@ class OptimizerConformance(_SpecChecks):
             "step(closure) must return the closure's loss"
         )
 
+    # -- copies
+
+    def test_deepcopy_and_pickle_continue(self, case: OptimizerCase) -> None:
+        """``copy.deepcopy`` and a pickle round trip of (model, optimizer) continue exactly as the original.
+
+        torch pickles only ``defaults``, ``state`` and ``param_groups``: an attribute set in
+        ``__init__`` (or a hook registered there) is gone in the copy.
+        """
+        self._skip_if(case, "copy")
+        k = 3
+        torch.manual_seed(0)
+        model = make_problem("mlp")
+        optimizer = self.build(case, model)
+        _train(optimizer, model, 0, k)
+        copies = {
+            "copy.deepcopy": copy.deepcopy((model, optimizer)),
+            "pickle": pickle.loads(pickle.dumps((model, optimizer))),
+        }
+        torch.manual_seed(7)
+        _train(optimizer, model, k, k)
+        for how, (model_copy, optimizer_copy) in copies.items():
+            torch.manual_seed(7)
+            try:
+                _train(optimizer_copy, model_copy, k, k)
+            except Exception as exc:
+                raise AssertionError(f"stepping the {how} of a stepped optimizer failed: {exc!r}") from exc
+            assert_state_equal(_params(model), _params(model_copy), f"params ({how} vs original)")
+            assert_state_equal(optimizer.state_dict(), optimizer_copy.state_dict(), f"state ({how} vs original)")
+
+    # -- dtypes
+
+    def test_float64_step_stays_float64(self, case: OptimizerCase) -> None:
+        """With float64 params no op of a step produces a float32 / bf16 / fp16 value (counters aside).
+
+        Every op of the step is recorded under a ``TorchDispatchMode``; a low-precision output that is
+        not an integer-valued counter or 0/1 gate (exact in float32) fails with the op's name: e.g. a
+        coefficient built as ``torch.where(cond, beta, 1.0)`` from Python floats is float32 (0.9 becomes
+        0.89999998). State in a lower precision is for a user who asks (``skip`` the check then).
+        """
+        self._skip_if(case, "float64")
+        torch.manual_seed(0)
+        model = TinyRegression(dtype=torch.float64)
+        optimizer = self.build(case, model)
+        for step in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            loss = model.loss(step)
+            loss.backward()
+            with _LowPrecisionRecorder() as recorder:
+                _grad_step(optimizer, loss)
+            assert not recorder.found, (
+                f"step {step} on float64 params rounded to a lower precision: " + "; ".join(recorder.found[:8])
+            )
+        for name, p in model.named_parameters():
+            assert p.dtype == torch.float64, f"{name} became {p.dtype}"
+        _assert_state_float64(optimizer.state_dict()["state"])
+
+    def test_complex_params(self, case: OptimizerCase) -> None:
+        """Complex params are stepped as their ``view_as_real`` (optax's split_real_and_imaginary), or refused.
+
+        A refusal is an error at construction (``TypeError`` / ``ValueError``) that says "complex";
+        anything else must equal the same optimizer on the real view, within the parity tolerance.
+        """
+        self._skip_if(case, "complex")
+        g = torch.Generator().manual_seed(0)
+        start = torch.randn(4, 3, 2, generator=g)
+        target = torch.randn(4, 3, 2, generator=g)
+        weight = torch.logspace(-1, 1, 12).reshape(4, 3, 1)
+        z = nn.Parameter(torch.view_as_complex(start.clone()))
+        try:
+            opt_complex = self.build(case, [z])
+        except (TypeError, ValueError) as exc:
+            assert "complex" in str(exc).lower(), f"building on a complex param failed without saying why: {exc}"
+            return
+        x = nn.Parameter(start.clone())
+        opt_real = self.build(case, [x])
+
+        def closure_of(opt: torch.optim.Optimizer, view: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+            def closure() -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                loss = (((view() - target) ** 2) * weight).sum()
+                loss.backward()
+                return loss
+
+            return closure
+
+        for step in range(5):
+            try:
+                opt_complex.step(closure_of(opt_complex, lambda: torch.view_as_real(z)))
+            except Exception as exc:
+                raise AssertionError(
+                    f"step {step} on a complex param failed (support complex or refuse it at construction "
+                    f"with an error that says so): {exc!r}"
+                ) from exc
+            opt_real.step(closure_of(opt_real, lambda: x))
+        assert z.dtype == torch.complex64, f"the complex param became {z.dtype}"
+        torch.testing.assert_close(
+            torch.view_as_real(z.detach()), x.detach(), rtol=case.parity_rtol, atol=case.parity_atol,
+            msg=lambda m: f"complex params differ from the same optimizer on view_as_real: {m}",
+        )
+
+    # -- groups added later, hooks, maximize
+
+    def test_add_param_group_then_step(self, case: OptimizerCase) -> None:
+        """``add_param_group`` (a matrix and a bias, as torch users add layers) steps those params, or is refused."""
+        self._skip_if(case, "add_param_group")
+        torch.manual_seed(0)
+        model = TinyRegression()
+        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("fc2.")]
+        optimizer = self.build(case, named)
+        try:
+            optimizer.add_param_group({"params": [model.fc2.weight, model.fc2.bias]})
+        except (TypeError, ValueError) as exc:
+            assert str(exc).strip(), "add_param_group was refused without a message"
+            return
+        seen = [id(p) for group in optimizer.param_groups for p in group["params"]]
+        assert sorted(seen) == sorted(id(p) for p in model.parameters()), "a parameter is missing or in two groups"
+        before = _params(model)
+        try:
+            _train(optimizer, model, 0, 3)
+        except Exception as exc:
+            raise AssertionError(f"a step after add_param_group failed: {exc!r}") from exc
+        after = _params(model)
+        for name in ("fc2.weight", "fc2.bias"):
+            assert torch.isfinite(after[name]).all(), f"{name} (added group) is not finite"
+            assert not torch.equal(before[name], after[name]), f"{name} (added group) did not move"
+        fresh = self.build(case, named)
+        fresh.add_param_group({"params": [model.fc2.weight, model.fc2.bias]})
+        fresh.load_state_dict(optimizer.state_dict())
+        assert_state_equal(optimizer.state_dict(), fresh.state_dict(), "state after load_state_dict (added group)")
+
+    def test_state_dict_hooks_fire(self, case: OptimizerCase) -> None:
+        """torch's step and state-dict hooks run (and their returned values are used), as for torch.optim."""
+        self._skip_if(case, "state_dict_hooks")
+        torch.manual_seed(0)
+        model = TinyRegression()
+        optimizer = self.build(case, model)
+        fired: list[str] = []
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: fired.append("step_pre"))
+        optimizer.register_step_post_hook(lambda opt, args, kwargs: fired.append("step_post"))
+        _train(optimizer, model, 0, 1)
+        assert fired == ["step_pre", "step_post"], f"step hooks: {fired}"
+
+        fired.clear()
+        optimizer.register_state_dict_pre_hook(lambda opt: fired.append("state_dict_pre"))
+
+        def mark(opt: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+            fired.append("state_dict_post")
+            return {**state_dict, "optreg_kit_mark": 1}
+
+        optimizer.register_state_dict_post_hook(mark)
+        saved = optimizer.state_dict()
+        assert fired == ["state_dict_pre", "state_dict_post"], f"state_dict hooks: {fired}"
+        assert saved.get("optreg_kit_mark") == 1, "the state_dict post-hook's returned dict was not used"
+
+        fired.clear()
+        other = self.build(case, make_problem("mlp"))
+
+        def unmark(opt: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+            fired.append("load_pre")
+            return {k: v for k, v in state_dict.items() if k != "optreg_kit_mark"}
+
+        other.register_load_state_dict_pre_hook(unmark)
+        other.register_load_state_dict_post_hook(lambda opt: fired.append("load_post"))
+        other.load_state_dict(saved)
+        assert fired == ["load_pre", "load_post"], f"load_state_dict hooks: {fired}"
+
+    def test_maximize_equals_minimizing_the_negated_loss(self, case: OptimizerCase) -> None:
+        """``maximize = true`` on ``-f`` gives exactly the params of ``maximize = false`` on ``f``."""
+        self._skip_if(case, "maximize")
+        if "maximize" not in self._field_names(case):
+            pytest.skip("the optimizer has no `maximize` option")
+        results = []
+        for maximize, sign in ((False, 1.0), (True, -1.0)):
+            torch.manual_seed(0)
+            model = make_problem("mlp")
+            optimizer = self.build(case, model, **self._option_overrides(case, {"maximize": maximize}))
+            for step in range(5):
+
+                def closure(
+                    step: int = step, model: Any = model, optimizer: Any = optimizer, sign: float = sign
+                ) -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = sign * model.loss(step)
+                    loss.backward()
+                    return loss
+
+                optimizer.step(closure)
+            results.append(_params(model))
+        assert_state_equal(results[0], results[1], "params (maximize -f vs minimize f)")
+
     # -- capabilities
 
     @_requires("foreach")
@@ -502,6 +782,26 @@ class OptimizerConformance(_SpecChecks):
     def test_step_factor(self, case: OptimizerCase) -> None:
         assert_step_factor_contract(lambda model: self.build(case, model))
 
+    @_requires("step_factor")
+    def test_step_factor_step_needs_no_host_sync(self, case: OptimizerCase) -> None:
+        """A ``step_factor`` step never reads a tensor value on the host (checked on CPU by recording the ops).
+
+        ``.item()``, ``float(t)``, ``bool(t)``, ``if t:``, ``torch.equal`` and data-dependent shapes
+        (``nonzero``, ``masked_select``) each wait for the device on an accelerator.
+        """
+        torch.manual_seed(0)
+        model = make_problem("mlp")
+        optimizer = self.build(case, model)
+        for step, factor in enumerate((1.0, 1.0, 0.0, 1.0)):
+            optimizer.zero_grad(set_to_none=True)
+            loss = model.loss(step)
+            loss.backward()
+            with _HostSyncRecorder() as recorder:
+                _grad_step(optimizer, loss, step_factor=torch.tensor(factor))
+            assert not recorder.found, (
+                f"step {step} (step_factor={factor:g}) read tensor values on the host: {sorted(set(recorder.found))}"
+            )
+
 
 def _clone_state(state: Any) -> Any:
     if isinstance(state, torch.Tensor):
@@ -513,6 +813,76 @@ def _clone_state(state: Any) -> Any:
     if isinstance(state, tuple):
         return tuple(_clone_state(v) for v in state)
     return state
+
+
+_LOW_PRECISION = (torch.float32, torch.bfloat16, torch.float16)
+#: Integers up to this magnitude are exact in float32 (and step counters live there, as in torch).
+_EXACT_INT = 2.0**24
+#: Ops that read a tensor's value on the host (a device sync on an accelerator).
+_HOST_SYNC_OPS = frozenset(
+    {"_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select", "unique",
+     "_unique", "_unique2", "unique_consecutive", "unique_dim", "bincount", "repeat_interleave"}
+)
+
+
+def _tensor_leaves(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensor_leaves(item)]
+    return []
+
+
+class _LowPrecisionRecorder(TorchDispatchMode):
+    """Records ops whose output (or in-place result) is float32 / bf16 / fp16 and not integer-valued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        results = _tensor_leaves(out)
+        if func._schema.name.endswith("_") and args:  # in-place (foreach ops return nothing)
+            results += _tensor_leaves(args[0])
+        for t in results:
+            if t.dtype in _LOW_PRECISION and t.numel() and not _integer_valued(t):
+                sample = t.reshape(-1)[0].item()
+                self.found.append(f"{func} -> {t.dtype}{list(t.shape)} (e.g. {sample!r})")
+                break
+        return out
+
+
+def _integer_valued(t: torch.Tensor) -> bool:
+    d = t.detach().double()
+    return bool(((d == d.round()) & (d.abs() <= _EXACT_INT)).all())
+
+
+class _HostSyncRecorder(TorchDispatchMode):
+    """Records ops that read tensor values on the host (see ``_HOST_SYNC_OPS``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func.overloadpacket.__name__ in _HOST_SYNC_OPS:
+            self.found.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _assert_state_float64(state: Any, path: str = "state") -> None:
+    """Floating state of float64 params is float64, but for integer-valued counters."""
+    if isinstance(state, torch.Tensor):
+        if state.dtype in _LOW_PRECISION and state.numel() and not _integer_valued(state):
+            raise AssertionError(f"{path} is {state.dtype} under float64 params")
+        return
+    if isinstance(state, Mapping):
+        for key, value in state.items():
+            _assert_state_float64(value, f"{path}[{key!r}]")
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            _assert_state_float64(value, f"{path}[{i}]")
 
 
 # ---------------------------------------------------------------- schedulers
@@ -574,6 +944,29 @@ class SchedulerConformance(_SpecChecks):
         for current in range(0, horizon, max(1, horizon // 200)):
             lr = spec.get_lr(case.initial_lr, current, t_max)
             assert math.isfinite(lr) and lr >= 0, f"LR at {current} is {lr!r}"
+
+    def test_negative_current_rejected_or_clamped(self, case: SchedulerCase) -> None:
+        """``get_lr`` before the start (``current < 0``) raises ``ValueError`` or gives the LR at 0, never less."""
+        spec = self.spec_of(case.spec)
+        t_max = spec.t_max if spec.t_max is not None else case.t_max
+        try:
+            lr = spec.get_lr(case.initial_lr, -1, t_max)
+        except ValueError:
+            return
+        at_start = spec.get_lr(case.initial_lr, 0, t_max)
+        assert lr == at_start, f"get_lr at -1 is {lr!r}; expected a ValueError or the LR at 0 ({at_start!r})"
+
+    def test_own_t_max_wins(self, case: SchedulerCase) -> None:
+        """A spec's own ``t_max`` is what ``spec.get_lr`` uses, whatever the run passes (as its scheduler does)."""
+        spec = self.spec_of(case.spec)
+        if spec.t_max is None:
+            pytest.skip("the case's spec sets no t_max")
+        horizon = int(spec.t_max * 1.25) + 1
+        for current in range(0, horizon, max(1, horizon // 50)):
+            own = spec.get_lr(case.initial_lr, current, spec.t_max)
+            for passed in (None, spec.t_max * 2 + 7):
+                got = spec.get_lr(case.initial_lr, current, passed)
+                assert got == own, f"get_lr at {current} with t_max={passed}: {got!r}, with the spec's own: {own!r}"
 
     def test_resume_gives_same_lrs(self, case: SchedulerCase) -> None:
         spec = self.spec_of(case.spec)

@@ -9,7 +9,9 @@ and :class:`~optreg.testing.SchedulerConformance` over the class's ``cases`` and
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import attrs
 import pytest
 
 from optreg.registry import Registry
@@ -31,7 +33,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if cls is None:
         return
     if "case" in metafunc.fixturenames:
-        cases = list(getattr(cls, "cases", ()))
+        cases = [_with_capabilities(cls, c) for c in getattr(cls, "cases", ())]
         required = getattr(metafunc.function, "optreg_requires", None)
         if required is not None:  # a capability check runs only for the cases that declare it
             cases = [c for c in cases if required in c.capabilities]
@@ -45,6 +47,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             _skip_all(metafunc, "error_case", f"{cls.__name__} declares no error_cases")
             return
         metafunc.parametrize("error_case", error_cases, ids=[c.name for c in error_cases])
+
+
+def _with_capabilities(cls: type, case: Any) -> Any:
+    """``case`` with its capabilities resolved: the spec class's ``CAPABILITIES`` unless the case narrows them.
+
+    A case naming a capability its spec does not declare is a mistake in the suite: it fails at collection.
+    """
+    if not hasattr(case, "capabilities"):
+        return case
+    spec = _spec_of(cls, case)
+    declared = frozenset(spec.capabilities()) if spec is not None else frozenset()
+    if case.capabilities is None:
+        return attrs.evolve(case, capabilities=declared)
+    extra = set(case.capabilities) - declared
+    if spec is not None and extra:
+        raise pytest.UsageError(
+            f"{cls.__name__} case {case.name!r} declares capabilities {sorted(extra)} that its spec "
+            f"({type(spec).__qualname__}.capabilities(): {sorted(declared)}) does not: declare them on the spec"
+        )
+    return case
+
+
+def _spec_of(cls: type, case: Any) -> Any:
+    """The case's spec object, or ``None`` when it does not build (the checks themselves report why)."""
+    try:
+        registry = cls().registry
+        if registry.lookup(cls.KIND, str(case.spec.get("type", ""))) is None:
+            return None
+        return registry.structure(dict(case.spec), cls.BASE)
+    except Exception:  # noqa: BLE001 - an unknown name or a bad spec is reported by the checks
+        return None
 
 
 def _skip_all(metafunc: pytest.Metafunc, argname: str, reason: str) -> None:
