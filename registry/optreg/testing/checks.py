@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from optreg.convert import field_types, spec_to_dict
@@ -675,17 +676,26 @@ class OptimizerConformance(_SpecChecks):
 
     # -- groups added later, hooks, maximize
 
-    def test_add_param_group_then_step(self, case: OptimizerCase) -> None:
-        """``add_param_group`` (a matrix and a bias, as torch users add layers) steps those params, or is refused."""
+    @pytest.mark.parametrize("named", [False, True], ids=["tensors", "named"])
+    def test_add_param_group_then_step(self, case: OptimizerCase, named: bool) -> None:
+        """``add_param_group`` with a matrix and a bias (as torch users add a layer) steps them, or is refused.
+
+        Built from plain tensors the group is added as plain tensors; built from ``(name, tensor)``
+        pairs (as from a module) it is added as pairs, torch's rule for named groups. A refusal is a
+        ``TypeError`` / ``ValueError`` whose message names ``add_param_group``.
+        """
         self._skip_if(case, "add_param_group")
         torch.manual_seed(0)
         model = TinyRegression()
-        named = [(n, p) for n, p in model.named_parameters() if not n.startswith("fc2.")]
-        optimizer = self.build(case, named)
+        first = [(n, p) for n, p in model.named_parameters() if not n.startswith("fc2.")]
+        added = [(n, p) for n, p in model.named_parameters() if n.startswith("fc2.")]
+        if not named:
+            first, added = [p for _, p in first], [p for _, p in added]
+        optimizer = self.build(case, first)
         try:
-            optimizer.add_param_group({"params": [model.fc2.weight, model.fc2.bias]})
+            optimizer.add_param_group({"params": list(added)})
         except (TypeError, ValueError) as exc:
-            assert str(exc).strip(), "add_param_group was refused without a message"
+            assert "add_param_group" in str(exc), f"add_param_group was refused without saying so: {exc}"
             return
         seen = [id(p) for group in optimizer.param_groups for p in group["params"]]
         assert sorted(seen) == sorted(id(p) for p in model.parameters()), "a parameter is missing or in two groups"
@@ -698,8 +708,8 @@ class OptimizerConformance(_SpecChecks):
         for name in ("fc2.weight", "fc2.bias"):
             assert torch.isfinite(after[name]).all(), f"{name} (added group) is not finite"
             assert not torch.equal(before[name], after[name]), f"{name} (added group) did not move"
-        fresh = self.build(case, named)
-        fresh.add_param_group({"params": [model.fc2.weight, model.fc2.bias]})
+        fresh = self.build(case, first)
+        fresh.add_param_group({"params": list(added)})
         fresh.load_state_dict(optimizer.state_dict())
         assert_state_equal(optimizer.state_dict(), fresh.state_dict(), "state after load_state_dict (added group)")
 
@@ -818,10 +828,13 @@ def _clone_state(state: Any) -> Any:
 _LOW_PRECISION = (torch.float32, torch.bfloat16, torch.float16)
 #: Integers up to this magnitude are exact in float32 (and step counters live there, as in torch).
 _EXACT_INT = 2.0**24
-#: Ops that read a tensor's value on the host (a device sync on an accelerator).
-_HOST_SYNC_OPS = frozenset(
-    {"_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select", "unique",
-     "_unique", "_unique2", "unique_consecutive", "unique_dim", "bincount", "repeat_interleave"}
+#: torch functions that read a tensor's value on the host (a device sync on an accelerator). Recorded at
+#: the torch-function level, i.e. what the optimizer's code asks for: a CPU kernel may read a 0-dim
+#: tensor argument internally (``_foreach_add_(xs, t)``), which its CUDA kernel does on the device.
+_HOST_SYNC_FUNCTIONS = frozenset(
+    {"item", "__bool__", "__float__", "__int__", "__index__", "__complex__", "__format__", "tolist", "numpy",
+     "__array__", "equal", "allclose", "is_nonzero", "nonzero", "argwhere", "masked_select", "unique",
+     "unique_consecutive", "bincount"}
 )
 
 
@@ -848,9 +861,21 @@ class _LowPrecisionRecorder(TorchDispatchMode):
         for t in results:
             if t.dtype in _LOW_PRECISION and t.numel() and not _integer_valued(t):
                 sample = t.reshape(-1)[0].item()
-                self.found.append(f"{func} -> {t.dtype}{list(t.shape)} (e.g. {sample!r})")
+                self.found.append(f"{func} -> {t.dtype}{list(t.shape)} (e.g. {sample!r}) at {_caller()}")
                 break
         return out
+
+
+def _caller() -> str:
+    """The innermost frame outside torch and this module: where the recorded op was called."""
+    import traceback
+
+    here = __file__
+    torch_dir = torch.__file__.rsplit("/", 1)[0]
+    for frame in reversed(traceback.extract_stack()):
+        if frame.filename != here and not frame.filename.startswith(torch_dir):
+            return f"{frame.filename.rsplit('/', 2)[-2:][0]}/{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return "?"
 
 
 def _integer_valued(t: torch.Tensor) -> bool:
@@ -858,16 +883,17 @@ def _integer_valued(t: torch.Tensor) -> bool:
     return bool(((d == d.round()) & (d.abs() <= _EXACT_INT)).all())
 
 
-class _HostSyncRecorder(TorchDispatchMode):
-    """Records ops that read tensor values on the host (see ``_HOST_SYNC_OPS``)."""
+class _HostSyncRecorder(TorchFunctionMode):
+    """Records calls that read tensor values on the host (see ``_HOST_SYNC_FUNCTIONS``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.found: list[str] = []
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func.overloadpacket.__name__ in _HOST_SYNC_OPS:
-            self.found.append(str(func))
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name in _HOST_SYNC_FUNCTIONS:
+            self.found.append(f"{name} at {_caller()}")
         return func(*args, **(kwargs or {}))
 
 
