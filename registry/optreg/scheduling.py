@@ -17,9 +17,42 @@ from torch.optim.lr_scheduler import LRScheduler
 from optreg.errors import SpecError
 from optreg.specs import SchedulerSpec
 
-__all__ = ["ScheduledLR"]
+__all__ = ["ScheduledLR", "schedule_warning_of", "warn_if_schedule_ignored"]
 
 _STATE_KEYS = ("last_epoch", "current", "_step_count")
+
+
+def schedule_warning_of(optimizer: Any) -> str | None:
+    """Why an LR schedule does not do what a user expects on ``optimizer`` (or a wrapped inner one), if it says.
+
+    An optimizer class sets ``schedule_warning`` (a sentence) when a varying LR is pointless or
+    harmful for it: COCOB's trajectory does not depend on the LR's scale, schedule-free methods
+    replace the schedule.
+    """
+    seen = 0
+    while optimizer is not None and seen < 8:
+        note = getattr(type(optimizer), "schedule_warning", None)
+        if note:
+            return note
+        optimizer = getattr(optimizer, "inner", None)
+        seen += 1
+    return None
+
+
+def warn_if_schedule_ignored(optimizer: Any, schedule: SchedulerSpec, t_max: float | None) -> None:
+    """Warn once when a schedule that varies the LR drives an optimizer that declares a ``schedule_warning``."""
+    note = schedule_warning_of(optimizer)
+    if note is None:
+        return
+    horizon = t_max or 1000
+    points = [0, 1, horizon // 4, horizon // 2, horizon - 1, horizon]
+    if len({schedule.get_lr(1.0, p, t_max) for p in points}) <= 1:
+        return  # a constant schedule
+    import warnings
+
+    warnings.warn(
+        f"schedule {schedule.TYPE!r} drives {type(optimizer).__name__}: {note}", UserWarning, stacklevel=3
+    )
 
 
 class ScheduledLR(LRScheduler):
@@ -47,6 +80,7 @@ class ScheduledLR(LRScheduler):
             )
         self.current = 0
         super().__init__(optimizer, last_epoch)
+        warn_if_schedule_ignored(optimizer, schedule, self.t_max)
 
     def _base_values(self) -> list[float]:
         # Read once: float() of a CUDA tensor LR would sync with the device on every step.

@@ -118,3 +118,27 @@ def test_build_scheduler_from_a_dict_and_a_run_spec():
     with pytest.raises(SpecError) as info:
         optreg.build_scheduler({"type": "constant", "t_max": 0}, opt)
     assert info.value.path == "$.t_max"
+
+
+class _ScaleFreeSGD(torch.optim.SGD):
+    schedule_warning = "its trajectory does not depend on the LR's scale"
+
+
+class _Wrapper(torch.optim.SGD):
+    def __init__(self, inner):
+        super().__init__(inner.param_groups[0]["params"], lr=0.1)
+        self.inner = inner
+
+
+def test_a_varying_schedule_on_an_optimizer_that_ignores_it_warns_and_a_constant_one_does_not():
+    params = [nn.Parameter(torch.zeros(2))]
+    with pytest.warns(UserWarning, match=r"schedule 'linear_decay_test' drives _ScaleFreeSGD: its trajectory does not"):
+        ScheduledLR(_ScaleFreeSGD(params, lr=0.1), LinearDecay(), t_max=10)
+    with pytest.warns(UserWarning, match="does not depend on the LR's scale"):  # found through a wrapper's inner
+        ScheduledLR(_Wrapper(_ScaleFreeSGD(params, lr=0.1)), LinearDecay(), t_max=10)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ScheduledLR(_ScaleFreeSGD(params, lr=0.1), optreg.get_registry().scheduler_spec({"type": "constant"}))
+        ScheduledLR(torch.optim.SGD(params, lr=0.1), LinearDecay(), t_max=10)
