@@ -485,7 +485,10 @@ def _tagged_union_hook(conv: cattrs.Converter, registry: Registry, kind: str) ->
         if cls is None:
             raise _fail(registry.unknown_name_message(kind, name), ("type",))
         rest = {k: v for k, v in value.items() if k != "type"}
-        return conv.structure(rest, cls)
+        spec = conv.structure(rest, cls)
+        if ":" in name:
+            spec = attrs.evolve(spec, qualifier=name.partition(":")[0])
+        return spec
 
     return structure
 
@@ -502,7 +505,7 @@ def spec_to_dict(obj: Any, *, include_defaults: bool = True) -> Any:
     if isinstance(obj, Spec) or attrs.has(type(obj)):
         out: dict[str, Any] = {}
         if isinstance(obj, Spec):
-            out["type"] = obj.TYPE
+            out["type"] = f"{obj.qualifier}:{obj.TYPE}" if obj.qualifier else obj.TYPE
         for f in spec_fields(type(obj)):
             value = getattr(obj, f.name)
             if value is None or (isinstance(value, Mapping) and not value):

@@ -2,9 +2,13 @@
 
 Loading is explicit (nothing loads when ``optreg`` is imported) and isolated:
 each entry point is loaded in its own ``try``; a broken plugin is recorded with
-its distribution, version and error and never takes the others down. Two
-plugins claiming one name is an error that names both distributions (the first
-keeps the name, the second plugin is rejected whole).
+its distribution, version and error and never takes the others down.
+
+Two plugins claiming one name: neither gets it. Load order decides nothing (an
+entry point named ``aaa_x`` must not take ``adamw`` from its real provider):
+both plugins load, the name becomes ambiguous, and using it is an error that
+names both distributions and how to choose: a qualified type
+``"<distribution>:<name>"`` (``"optreg-adam:adamw"``), or disabling a plugin.
 
 Environment: ``OPTREG_DISABLE_PLUGINS`` and ``OPTREG_LOAD_PLUGINS`` are comma
 lists of entry point names that block, or restrict to, those plugins.
@@ -28,7 +32,7 @@ from optreg import hookspecs
 from optreg.errors import PluginError, SpecError
 from optreg.specs import OptimizerSpec, ParallelismSpec, SchedulerSpec, Spec, spec_fields
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "get_registry", "reset_registry"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "clash_message", "get_registry", "reset_registry"]
 
 ENTRY_POINT_GROUP = "optreg"
 KINDS = ("optimizer", "scheduler", "parallelism")
@@ -50,6 +54,8 @@ class PluginInfo:
     provides: dict[str, list[str]] = attrs.field(factory=lambda: {k: [] for k in KINDS})
     error: str | None = None
     disabled: bool = False
+    #: ``"kind name"`` entries this plugin claims that another plugin claims too (neither resolves).
+    clashes: list[str] = attrs.field(factory=list)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +102,9 @@ class Registry:
     ) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
+        # every claim of a name (canonical or alias) by a plugin: (plugin, class)
+        self._claims: dict[tuple[str, str], list[tuple[PluginInfo, type[Spec]]]] = {}
+        # resolved views, rebuilt from the claims: names claimed once only
         self._classes: dict[str, dict[str, type[Spec]]] = {k: {} for k in KINDS}
         self._aliases: dict[str, dict[str, str]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], PluginInfo] = {}
@@ -160,7 +169,7 @@ class Registry:
             n += 1
             unique = f"{name}#{n}"
         info = PluginInfo(name=unique, distribution=distribution, version=version)
-        self._add(plugin, info)
+        self._add(_hashable(plugin, unique), info)
         self._converter = None
         return info
 
@@ -178,17 +187,16 @@ class Registry:
             info.error = f"unknown hook: {exc}"
             return
         staged: list[tuple[str, type[Spec], tuple[str, ...]]] = []
+        others = [p for _, p in self._pm.list_name_plugin() if p is not None and p is not plugin]
         try:
             for hook_name, (kind, base) in _HOOK_KIND.items():
-                for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
-                    if impl.plugin is not plugin:
-                        continue
 
-                    def register(cls: type, *, aliases: Iterable[str] = (), _kind=kind, _base=base) -> None:
-                        staged.append((_kind, _check_spec_class(cls, _kind, _base), tuple(aliases)))
+                def register(cls: type, *, aliases: Iterable[str] = (), _kind=kind, _base=base) -> None:
+                    staged.append((_kind, _check_spec_class(cls, _kind, _base), tuple(aliases)))
 
-                    kwargs = {"register": register} if "register" in impl.argnames else {}
-                    impl.function(**kwargs)
+                # pluggy's own call machinery (ordering, hookwrappers, tracing), restricted to this plugin so
+                # every name is attributed to the plugin that registered it
+                self._pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
             self._commit(staged, info)
         except Exception as exc:  # noqa: BLE001 - isolate the failing plugin, keep nothing it registered
             self._pm.unregister(plugin)
@@ -202,54 +210,111 @@ class Registry:
                 if not _NAME_RE.match(name):
                     raise PluginError(f"{kind} name {name!r} of {cls.__qualname__} is not lower snake case")
                 key = (kind, name)
-                owner = self._owners.get(key)
-                if owner is not None:
-                    raise PluginError(
-                        f"{kind} name {name!r} is already provided by {owner.label} (plugin {owner.name!r}); "
-                        f"{info.label} (plugin {info.name!r}) also claims it, so that plugin was not loaded"
-                    )
                 if key in claimed:
                     raise PluginError(f"{kind} name {name!r} is registered twice by plugin {info.name!r}")
                 claimed[key] = cls.TYPE
         for kind, cls, aliases in staged:
-            self._classes[kind][cls.TYPE] = cls
-            self._owners[(kind, cls.TYPE)] = info
             info.provides[kind].append(cls.TYPE)
-            for alias in (*cls.ALIASES, *aliases):
-                self._aliases[kind][alias] = cls.TYPE
-                self._owners[(kind, alias)] = info
+            for name in (cls.TYPE, *cls.ALIASES, *aliases):
+                self._claims.setdefault((kind, name), []).append((info, cls))
+        self._resolve()
+
+    def _resolve(self) -> None:
+        """Rebuild the name -> class views: a name claimed by two plugins resolves to neither."""
+        self._classes = {k: {} for k in KINDS}
+        self._aliases = {k: {} for k in KINDS}
+        self._owners = {}
+        for plugin in self.plugins:
+            plugin.clashes = []
+        for (kind, name), claims in self._claims.items():
+            if len({id(info) for info, _ in claims}) > 1:
+                for info, _ in claims:
+                    entry = f"{kind} {name}"
+                    if entry not in info.clashes:
+                        info.clashes.append(entry)
+                continue
+            info, cls = claims[0]
+            self._owners[(kind, name)] = info
+            if name == cls.TYPE:
+                self._classes[kind][name] = cls
+            else:
+                self._aliases[kind][name] = cls.TYPE
 
     # ------------------------------------------------------------ queries
 
     def names(self, kind: str) -> list[str]:
-        """Sorted canonical names of a kind: ``"optimizer"``, ``"scheduler"`` or ``"parallelism"``."""
+        """Sorted canonical names of a kind: ``"optimizer"``, ``"scheduler"`` or ``"parallelism"``.
+
+        A name two plugins claim is not listed (it resolves to neither): see :meth:`clashes`.
+        """
         return sorted(self._classes[_check_kind(kind)])
 
     def aliases(self, kind: str) -> dict[str, str]:
         """Alias -> canonical name for a kind."""
         return dict(self._aliases[_check_kind(kind)])
 
-    def lookup(self, kind: str, name: str) -> type[Spec] | None:
-        """The spec class for ``name`` (or an alias of it), or ``None``."""
+    def clashes(self, kind: str) -> dict[str, list[PluginInfo]]:
+        """Names of a kind that several plugins claim -> those plugins (none of them resolves the name)."""
         kind = _check_kind(kind)
+        out: dict[str, list[PluginInfo]] = {}
+        for (k, name), claims in sorted(self._claims.items()):
+            owners = list({id(info): info for info, _ in claims}.values())
+            if k == kind and len(owners) > 1:
+                out[name] = owners
+        return out
+
+    def lookup(self, kind: str, name: str) -> type[Spec] | None:
+        """The spec class for ``name`` (an alias, or ``"<distribution>:<name>"``), or ``None``.
+
+        ``None`` also for a name two plugins claim: :meth:`spec_class` says why.
+        """
+        kind = _check_kind(kind)
+        if ":" in name:
+            found = self._qualified(kind, name)
+            return found[1] if found else None
         name = self._aliases[kind].get(name, name)
         return self._classes[kind].get(name)
 
+    def _qualified(self, kind: str, name: str) -> tuple[PluginInfo, type[Spec]] | None:
+        """``"<distribution>:<name>"`` (or ``"<plugin>:<name>"``) -> the claim of that plugin."""
+        qualifier, _, base = name.partition(":")
+        wanted = _normalize(qualifier)
+        for info, cls in self._claims.get((kind, base), []):
+            if wanted in (_normalize(info.distribution or ""), _normalize(info.name)):
+                return info, cls
+        return None
+
     def spec_class(self, kind: str, name: str) -> type[Spec]:
-        """The spec class for ``name``; raises ``LookupError`` listing the registered names."""
+        """The spec class for ``name``; raises ``LookupError`` listing the registered names (or the clash)."""
         cls = self.lookup(kind, name)
         if cls is None:
             raise LookupError(self.unknown_name_message(kind, name))
         return cls
 
     def provider(self, kind: str, name: str) -> PluginInfo:
-        """The plugin that registered ``name``."""
+        """The plugin that registered ``name`` (``"<distribution>:<name>"`` picks one of a clash)."""
+        kind = _check_kind(kind)
+        if ":" in name:
+            found = self._qualified(kind, name)
+            if found is None:
+                raise LookupError(self.unknown_name_message(kind, name))
+            return found[0]
         self.spec_class(kind, name)
         return self._owners[(kind, name)]
 
     def unknown_name_message(self, kind: str, name: str) -> str:
         from optreg.convert import did_you_mean
 
+        base = name.partition(":")[2] if ":" in name else name
+        clash = self.clashes(kind).get(base)
+        if clash and ":" not in name:
+            return clash_message(kind, base, clash)
+        if ":" in name and (kind, base) in self._claims:
+            qualifiers = [info.distribution or info.name for info, _ in self._claims[(kind, base)]]
+            return (
+                f"no plugin {name.partition(':')[0]!r} provides {kind} {base!r}; "
+                f"it is provided by {', '.join(repr(q) for q in qualifiers)}"
+            )
         known = self.names(kind) + sorted(self._aliases[kind])
         msg = f"unknown {kind} type {name!r}{did_you_mean(name, known)}; registered: {', '.join(self.names(kind))}"
         failed = [p for p in self.plugins if p.error]
@@ -263,6 +328,11 @@ class Registry:
     @property
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error]
+
+    @property
+    def clashing_plugins(self) -> list[PluginInfo]:
+        """Plugins that claim a name another plugin claims too."""
+        return [p for p in self.plugins if p.clashes]
 
     def check_pending(self) -> None:
         """Fail if any registered plugin implements a hook optreg does not define."""
@@ -331,6 +401,36 @@ class Registry:
     def __repr__(self) -> str:
         counts = ", ".join(f"{len(self._classes[k])} {k}" for k in KINDS)
         return f"<optreg.Registry {counts}; {len(self.plugins)} plugins>"
+
+
+def _hashable(plugin: Any, name: str) -> Any:
+    """pluggy keeps plugins in sets: an unhashable plugin object (a SimpleNamespace) gets a module holding its hooks."""
+    try:
+        hash(plugin)
+    except TypeError:
+        module = types.ModuleType(name)
+        for attr in dir(plugin):
+            if attr.startswith("optreg_"):
+                setattr(module, attr, getattr(plugin, attr))
+        return module
+    return plugin
+
+
+def _normalize(name: str) -> str:
+    """A distribution or plugin name compared as pip does (case, ``-``, ``_`` and ``.`` alike)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def clash_message(kind: str, name: str, owners: list[PluginInfo]) -> str:
+    """Why ``name`` does not resolve, and the two ways to choose (plugins in a fixed order, not load order)."""
+    owners = sorted(owners, key=lambda p: (p.distribution or "", p.name))
+    who = " and ".join(f"{p.label} (plugin {p.name!r})" for p in owners)
+    qualified = " or ".join(f'"{p.distribution or p.name}:{name}"' for p in owners)
+    disable = " or ".join(f"OPTREG_DISABLE_PLUGINS={p.name}" for p in owners if p.name != "builtins")
+    return (
+        f"{kind} {name!r} is provided by both {who}, so neither is used; choose one with a qualified type "
+        f"(type = {qualified})" + (f" or disable a plugin ({disable})" if disable else "")
+    )
 
 
 def _check_kind(kind: str) -> str:

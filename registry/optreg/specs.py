@@ -146,6 +146,10 @@ class Spec:
     ALIASES: ClassVar[tuple[str, ...]] = ()
     PAPER: ClassVar[str] = ""
 
+    #: The distribution a qualified type named (``type = "optreg-adam:adamw"``), kept so the spec dumps
+    #: the same way; ``None`` for a plain name. Not an option: not compared, not shown.
+    qualifier: str | None = attrs.field(default=None, eq=False, repr=False, metadata={"internal": True})
+
 
 @attrs.frozen(kw_only=True)
 class GroupOverride:

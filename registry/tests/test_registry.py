@@ -100,9 +100,13 @@ def test_installed_plugins_load_and_broken_ones_are_isolated(site):
     assert broken.distribution == "optreg-brokenfam" and broken.version == "0.0.1"
     assert "import failed: ImportError: libbroken.so" in broken.error
     clash = plugins["clashfam"]
-    assert "optimizer name 'sgd' is already provided by optreg 0.1.0" in clash.error
-    assert "optreg-clashfam 2.0" in clash.error
-    assert reg.provider("optimizer", "sgd").distribution == "optreg"
+    assert clash.error is None and clash.clashes == ["optimizer sgd"], "a clash loads both plugins, neither wins"
+    assert plugins["builtins"].clashes == ["optimizer sgd"]
+    assert reg.lookup("optimizer", "sgd") is None
+    with pytest.raises(LookupError, match=r"'sgd' is provided by both optreg 0\.1\.0 .* and optreg-clashfam 2\.0"):
+        reg.provider("optimizer", "sgd")
+    assert reg.provider("optimizer", "optreg:sgd").distribution == "optreg"
+    assert reg.provider("optimizer", "optreg-clashfam:sgd").distribution == "optreg-clashfam"
     old = plugins["oldfam"]
     assert "requires optreg<0.1" in old.error and "not loaded" in old.error
     assert reg.lookup("optimizer", "old_sgd") is None
@@ -137,13 +141,24 @@ def test_cli_reports_a_broken_installed_distribution(site):
     names = {(row["kind"], row["name"]): row for row in data["names"]}
     assert names[("optimizer", "plain_sgd")]["distribution"] == "optreg-goodfam"
     assert names[("optimizer", "plain_sgd")]["version"] == "1.2.3"
-    assert names[("optimizer", "sgd")]["plugin"] == "builtins"
+    assert ("optimizer", "sgd") not in names, "a clashed name is listed among the clashes, not the names"
+    assert [(c["kind"], c["name"], c["distributions"]) for c in data["clashes"]] == [
+        ("optimizer", "sgd", ["optreg", "optreg-clashfam"])
+    ]
     failed = {row["name"]: row for row in data["failed_plugins"]}
-    assert set(failed) >= {"brokenfam", "clashfam", "oldfam"}
+    assert set(failed) >= {"brokenfam", "oldfam"}
     assert failed["brokenfam"]["distribution"] == "optreg-brokenfam"
     out = subprocess.run([sys.executable, "-m", "optreg", "plugins"], capture_output=True, text=True, env=env,
                          check=True)
     assert "optreg-brokenfam" in out.stdout and "failed" in out.stdout and "libbroken.so" in out.stdout
+    assert "clash" in out.stdout and "'sgd' is provided by both" in out.stdout
+    check = subprocess.run([sys.executable, "-m", "optreg", "plugins", "--check"], capture_output=True, text=True,
+                           env=env)
+    assert check.returncode == 1, "plugins --check must fail when a plugin failed or clashes"
+    env["OPTREG_DISABLE_PLUGINS"] = "brokenfam,clashfam,oldfam"
+    check = subprocess.run([sys.executable, "-m", "optreg", "plugins", "--check"], capture_output=True, text=True,
+                           env=env)
+    assert check.returncode == 0, check.stderr
 
 
 def test_a_plugin_raising_in_its_hook_keeps_nothing():
@@ -191,9 +206,76 @@ def test_bad_registrations_are_explained(make, message):
 
 def test_duplicate_names_within_and_across_plugins():
     reg = Registry(plugins=[plugin_with(TorchAdamSpec), plugin_with(TorchAdamSpec)], entry_points=False)
-    assert "already provided by" in reg.plugins[-1].error
+    assert [p.clashes for p in reg.plugins[1:]] == [["optimizer torch_adam", "optimizer tadam"]] * 2
+    assert reg.lookup("optimizer", "torch_adam") is None and reg.lookup("optimizer", "tadam") is None
+    assert "torch_adam" not in reg.names("optimizer")
     reg = Registry(plugins=[plugin_with(TorchAdamSpec, TorchAdamSpec)], entry_points=False)
     assert "registered twice" in reg.plugins[-1].error
+
+
+@attrs.frozen(kw_only=True)
+class ImpostorAdam(OptimizerSpec):
+    """A third party's class under someone else's name."""
+
+    TYPE = "torch_adam"
+    momentum: float = optreg.field(0.5)
+
+    def create(self, param_groups, context):
+        import torch
+
+        return torch.optim.SGD(param_groups, lr=0.1, momentum=self.momentum)
+
+
+def test_a_clash_never_resolves_by_load_order_and_a_qualified_type_chooses():
+    """Whichever plugin loads first, the name is unusable until the user chooses; the error says how."""
+    for order in ((TorchAdamSpec, ImpostorAdam), (ImpostorAdam, TorchAdamSpec)):
+        reg = Registry(entry_points=False)
+        for i, cls in enumerate(order):
+            reg.add_plugin(plugin_with(cls), name=f"p{i}", distribution=f"dist-{cls.__name__.lower()}", version="1")
+        with pytest.raises(optreg.SpecError) as info:
+            reg.parse_spec('[optimizer]\ntype = "torch_adam"\nlr = 0.1\n')
+        assert info.value.path == "$.optimizer.type"
+        message = info.value.message
+        assert "dist-torchadamspec 1" in message and "dist-impostoradam 1" in message and "neither is used" in message
+        assert '"dist-torchadamspec:torch_adam"' in message and '"dist-impostoradam:torch_adam"' in message
+        assert "OPTREG_DISABLE_PLUGINS=" in message
+        spec = reg.parse_spec('[optimizer]\ntype = "dist-torchadamspec:torch_adam"\nlr = 0.1\n')
+        assert type(spec.optimizer) is TorchAdamSpec
+        assert reg.parse_spec(optreg.dump_spec(spec)) == spec and 'type = "dist-torchadamspec:torch_adam"' in (
+            optreg.dump_spec(spec)
+        ), "a qualified type must survive the TOML round trip"
+        other = optreg.build_optimizer({"type": "dist-impostoradam:torch_adam"}, [optreg_param()], registry=reg)
+        assert other.param_groups[0]["momentum"] == 0.5
+        with pytest.raises(optreg.SpecError, match="no plugin 'nobody' provides optimizer 'torch_adam'"):
+            reg.parse_spec('[optimizer]\ntype = "nobody:torch_adam"\n')
+
+
+def test_registration_goes_through_pluggy_so_hookwrappers_and_ordering_work():
+    calls = []
+
+    class Ordered:
+        @optreg.hookimpl(trylast=True)
+        def optreg_register_optimizers(self, register):
+            calls.append("last")
+
+        @optreg.hookimpl(wrapper=True)
+        def optreg_register_schedulers(self, register):
+            calls.append("wrapper before")
+            result = yield
+            calls.append("wrapper after")
+            return result
+
+    class OrderedFirst:
+        @optreg.hookimpl(tryfirst=True)
+        def optreg_register_optimizers(self, register):
+            calls.append("first")
+            register(TorchAdamSpec)
+
+    reg = Registry(plugins=[Ordered()], entry_points=False)
+    assert calls == ["last", "wrapper before", "wrapper after"]
+    calls.clear()
+    reg.add_plugin(OrderedFirst(), name="first")
+    assert calls == ["first"] and reg.provider("optimizer", "torch_adam").name == "first"
 
 
 def test_aliases_and_lookup_errors():

@@ -9,17 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 import optreg
-from optreg.registry import KINDS, Registry
+from optreg.cli.text import render_table
+from optreg.registry import KINDS, Registry, clash_message
 
 __all__ = ["register"]
-
-
-def _console() -> Console:
-    return Console(soft_wrap=False, width=max(Console().width, 100))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("plugins", help="every plugin found, its distribution, version and status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--check", action="store_true",
+        help="exit 1 when a plugin failed to load or claims a name another plugin claims (for CI)",
+    )
     p.set_defaults(func=cmd_plugins)
 
     p = subparsers.add_parser("groups", help="where every parameter of a model goes under a spec")
@@ -65,6 +63,22 @@ def _owner_label(reg: Registry, kind: str, name: str) -> tuple[str, str, str]:
     return info.name, info.distribution or "", info.version or ""
 
 
+def summary_line(cls: type) -> str:
+    """The first sentence of a spec class's docstring: what ``optreg list`` says of a name."""
+    doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    first = doc.split(". ")[0].rstrip(".")
+    return first + "." if first else ""
+
+
+def _clash_rows(reg: Registry) -> list[dict[str, Any]]:
+    return [
+        {"kind": kind, "name": name, "plugins": [p.name for p in owners],
+         "distributions": [p.distribution for p in owners], "message": clash_message(kind, name, owners)}
+        for kind in KINDS
+        for name, owners in reg.clashes(kind).items()
+    ]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry()
     rows = []
@@ -80,59 +94,72 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "plugin": plugin,
                     "distribution": dist,
                     "version": version,
+                    "description": summary_line(reg.spec_class(kind, name)),
                 }
             )
     failed = [p.to_dict() for p in reg.plugins if p.error]
+    clashes = _clash_rows(reg)
     if args.json:
-        print(json.dumps({"names": rows, "failed_plugins": failed}, indent=2))
+        print(json.dumps({"names": rows, "clashes": clashes, "failed_plugins": failed}, indent=2))
         return 0
-    console = _console()
+    blocks = []
     for kind in KINDS:
-        table = Table(title=f"{kind} ({len(reg.names(kind))})", title_justify="left")
-        for column in ("name", "aliases", "plugin", "distribution", "version"):
-            table.add_column(column)
-        for row in rows:
-            if row["kind"] == kind:
-                cells = (row["name"], ", ".join(row["aliases"]), row["plugin"], row["distribution"], row["version"])
-                table.add_row(*cells)
-        console.print(table)
-    _print_problems(console, reg)
+        table = [
+            (r["name"], ", ".join(r["aliases"]), r["distribution"] or r["plugin"], r["description"])
+            for r in rows
+            if r["kind"] == kind
+        ]
+        blocks.append(render_table(("name", "aliases", "from", "description"), table,
+                                   title=f"{kind} ({len(table)})"))
+    print("\n\n".join(blocks))
+    _print_problems(reg)
     return 0
 
 
-def _print_problems(console: Console, reg: Registry) -> None:
+def _print_problems(reg: Registry) -> None:
+    clashes = _clash_rows(reg)
+    if clashes:
+        print("\nnames claimed by several plugins (unusable until you choose):")
+        for row in clashes:
+            print(f"  {row['message']}")
     failed = [p for p in reg.plugins if p.error]
     if failed:
-        table = Table(title="plugins that failed to load", title_justify="left", title_style="bold red")
-        for column in ("plugin", "distribution", "version", "error"):
-            table.add_column(column, overflow="fold")
-        for p in failed:
-            table.add_row(p.name, p.distribution or "", p.version or "", p.error or "")
-        console.print(table)
+        print()
+        print(render_table(("plugin", "distribution", "version", "error"),
+                           [(p.name, p.distribution or "", p.version or "", p.error or "") for p in failed],
+                           title="plugins that failed to load"))
     disabled = [p.name for p in reg.plugins if p.disabled]
     if disabled:
-        console.print(f"disabled plugins: {', '.join(disabled)}")
+        print(f"\ndisabled plugins: {', '.join(disabled)}")
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = _registry()
+    problems = bool(reg.failed_plugins or reg.clashing_plugins)
     if args.json:
         print(json.dumps([p.to_dict() for p in reg.plugins], indent=2))
-        return 0
-    console = _console()
-    table = Table(title="optreg plugins", title_justify="left")
-    for column in ("plugin", "distribution", "version", "status", "provides / error"):
-        table.add_column(column, overflow="fold")
+        return 1 if args.check and problems else 0
+    rows = []
     for p in reg.plugins:
         if p.disabled:
             status, detail = "disabled", ""
         elif p.error:
-            status, detail = "[red]failed[/red]", p.error
+            status, detail = "failed", p.error
         else:
-            status = "ok"
+            status = "clash" if p.clashes else "ok"
             detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items() if v)
-        table.add_row(p.name, p.distribution or "", p.version or "", status, detail)
-    console.print(table)
+            if p.clashes:
+                detail += f" (also claimed by another plugin: {', '.join(p.clashes)})"
+        rows.append((p.name, p.distribution or "", p.version or "", status, detail))
+    print(render_table(("plugin", "distribution", "version", "status", "provides / error"), rows,
+                       title="optreg plugins"))
+    for row in _clash_rows(reg):
+        print(row["message"])
+    if args.check:
+        if problems:
+            print("optreg plugins --check: a plugin failed to load or clashes", file=sys.stderr)
+            return 1
+        print("optreg plugins --check: every plugin loaded, no name is claimed twice", file=sys.stderr)
     return 0
 
 
@@ -143,12 +170,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(KINDS)
     found = [(k, reg.lookup(k, args.name)) for k in kinds if reg.lookup(k, args.name) is not None]
     if not found:
-        if args.kind:
-            raise LookupError(reg.unknown_name_message(args.kind, args.name))
+        clashed = [k for k in kinds if args.name in reg.clashes(k)]
+        if args.kind or clashed:
+            raise LookupError(reg.unknown_name_message(args.kind or clashed[0], args.name))
         raise LookupError(_unknown(reg, args.name))
     out = []
     for kind, cls in found:
-        info = reg.provider(kind, cls.TYPE)
+        info = reg.provider(kind, args.name if ":" in args.name else cls.TYPE)
         out.append(
             {
                 "kind": kind,
@@ -166,27 +194,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    console = _console()
-    for entry in out:
-        console.print(f"[bold]{entry['kind']} {entry['name']!r}[/bold]  from {entry['plugin']} "
-                      f"({entry['distribution'] or '-'} {entry['version'] or ''})")
+    for i, entry in enumerate(out):
+        if i:
+            print()
+        print(f"{entry['kind']} {entry['name']!r}  from {entry['plugin']} "
+              f"({entry['distribution'] or '-'} {entry['version'] or ''})".rstrip())
         if entry["aliases"]:
-            console.print(f"aliases: {', '.join(entry['aliases'])}")
+            print(f"aliases: {', '.join(entry['aliases'])}")
         if entry["doc"]:
-            console.print(entry["doc"], markup=False)
+            print(entry["doc"])
         if entry["paper"]:
-            console.print(f"paper: {entry['paper']}", markup=False)
+            print(f"paper: {entry['paper']}")
         if entry["capabilities"]:
-            console.print(f"capabilities: {', '.join(entry['capabilities'])}")
+            print(f"capabilities: {', '.join(entry['capabilities'])}")
+        if not entry["fields"]:
+            print("(no options)")
+            continue
         per_group = entry["kind"] == "optimizer"  # only optimizer options can vary per param group
-        table = Table()
         columns = ("field", "type", "default", "valid", *(("per group",) if per_group else ()), "description")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in entry["fields"]:
-            flag = (("yes" if row["per_group"] else ""),) if per_group else ()
-            table.add_row(row["name"], row["type"], row["default"], row["bounds"], *flag, row["doc"])
-        console.print(table)
+        rows = [
+            (row["name"], row["type"], row["default"], row["bounds"],
+             *((("yes" if row["per_group"] else ""),) if per_group else ()), row["doc"])
+            for row in entry["fields"]
+        ]
+        print(render_table(columns, rows))
     return 0
 
 
@@ -258,16 +289,13 @@ def cmd_groups(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    console = _console()
-    table = Table(title=f"{args.file}: {len(rows)} parameters in {len(planned)} groups ({spec.optimizer.TYPE})",
-                  title_justify="left")
-    for column in ("parameter", "shape", "role", "tags", "group", "options"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        opts = ", ".join(f"{k}={v}" for k, v in row["options"].items())
-        table.add_row(row["param"], "x".join(map(str, row["shape"])) or "scalar", row["role"],
-                      ",".join(row["tags"]), f"{row['group']} {row['group_name']}", opts)
-    console.print(table)
+    table = [
+        (row["param"], "x".join(map(str, row["shape"])) or "scalar", row["role"], ",".join(row["tags"]),
+         f"{row['group']} {row['group_name']}", ", ".join(f"{k}={v}" for k, v in row["options"].items()))
+        for row in rows
+    ]
+    print(render_table(("parameter", "shape", "role", "tags", "group", "options"), table,
+                       title=f"{args.file}: {len(rows)} parameters in {len(planned)} groups ({spec.optimizer.TYPE})"))
     return 0
 
 

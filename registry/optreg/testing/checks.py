@@ -182,21 +182,25 @@ class _SpecChecks:
 
         Running the checks would test someone else's optimizer under this suite's name.
         """
-        if self.distribution is None or not isinstance(name, str):
+        if not isinstance(name, str):
+            return
+        clash = self.registry.clashes(self.KIND).get(name)
+        if clash:
+            from optreg.registry import clash_message
+
+            pytest.fail(f"{clash_message(self.KIND, name, clash)}: the kit will not guess which one to check "
+                        "(use a qualified type in the case)", pytrace=False)
+        if self.distribution is None:
             return
         cls = self.registry.lookup(self.KIND, name)
         if cls is None:
             return  # unknown names fail with the registry's own message (discovery, structuring)
-        owner = self.registry.provider(self.KIND, cls.TYPE)
+        owner = self.registry.provider(self.KIND, name if ":" in name else cls.TYPE)
         if owner.distribution != self.distribution:
-            clashes = [
-                f"{p.name} ({p.label}): {p.error}" for p in self.registry.failed_plugins if name in str(p.error)
-            ]
             pytest.fail(
                 f"{self.KIND} {name!r} resolves to {cls.__module__}.{cls.__qualname__} of {owner.label}, "
-                f"not to {self.distribution}: a name clash (or {self.distribution} is not installed), "
-                "so the kit will not check someone else's class"
-                + (f"; {'; '.join(clashes)}" if clashes else ""),
+                f"not to {self.distribution} (is {self.distribution} installed?), "
+                "so the kit will not check someone else's class",
                 pytrace=False,
             )
 
@@ -209,7 +213,7 @@ class _SpecChecks:
         failed = "; ".join(f"{p.name}: {p.error}" for p in registry.failed_plugins)
         assert cls is not None, f"{self.KIND} {name!r} is not registered in a fresh Registry (failed plugins: {failed})"
         if self.distribution is not None:
-            owner = registry.provider(self.KIND, cls.TYPE)
+            owner = registry.provider(self.KIND, name if ":" in name else cls.TYPE)
             assert owner.distribution == self.distribution, (
                 f"{name!r} is provided by {owner.distribution!r}, expected {self.distribution!r}"
             )
@@ -240,7 +244,7 @@ class _SpecChecks:
         again = self.spec_of(spec_to_dict(spec))
         assert again == spec, "spec -> dict -> spec changed the spec"
         run = RunSpec(optimizer=spec) if self.KIND == "optimizer" else RunSpec(
-            optimizer=self.registry.optimizer_spec({"type": "sgd"}), scheduler=spec
+            optimizer=self.registry.optimizer_spec({"type": "optreg:sgd"}), scheduler=spec
         )
         text = dump_spec(run)
         parsed = self.registry.parse_spec(text)
