@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Every plugin distribution under plugins/ (folders starting with _ are templates, not installed).
 PLUGINS := $(patsubst %/pyproject.toml,%,$(filter-out plugins/_%,$(wildcard plugins/*/pyproject.toml)))
 STAMP  := $(VENV)/.installed
-# What `make demo` needs (the core with its plot extra and every plugin, no test extras): a fresh
+# What `make demo` needs (the core, every plugin, the main job's plot extra; no test extras): a fresh
 # clone's demo does not wait for the test references (triton alone is a 290 MB wheel), and the
 # editable builds share the venv's setuptools instead of building one isolated env each (52 s -> 11 s).
 DEMO_STAMP := $(VENV)/.installed-demo
@@ -29,7 +29,8 @@ $(DEMO_STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet 'setuptools>=77' wheel
-	$(PY) -m pip install --quiet --no-build-isolation -e '.[plot]' $(foreach p,$(PLUGINS),-e '$(p)')
+	$(PY) -m pip install --quiet --no-build-isolation -e . $(foreach p,$(filter-out plugins/train,$(PLUGINS)),-e '$(p)') \
+		-e 'plugins/train[plot]'
 	touch $(DEMO_STAMP)
 
 # `make demo`: `optreg compare` over specs of different families on the default task (a small

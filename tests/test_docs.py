@@ -23,11 +23,11 @@ from pathlib import Path
 
 import attrs
 import pytest
+from optreg_train.specs import TrainSpec
 
 import optreg
 from optreg.cli import build_parser
 from optreg.registry import KINDS
-from optreg.specs import TrainSpec
 from optreg.testing import (
     CAPABILITIES,
     CHECKS,

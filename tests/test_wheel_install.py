@@ -191,7 +191,8 @@ def test_console_script_lists_third_party_names_with_distribution_and_version(in
         ("parallelism", "acme_eager"): ("optreg-acme", "1.4.2"),
         ("optimizer", "gen_fam_sgdw"): ("optreg-gen-fam", "0.1.0"),
         ("scheduler", "gen_fam_linear"): ("optreg-gen-fam", "0.1.0"),
-        ("optimizer", "sgd"): ("optreg", CORE_VERSION),
+        ("scheduler", "constant"): ("optreg", CORE_VERSION),
+        ("optimizer", "adam"): ("optreg-adam", "0.1.0"),
     }
     for key, (dist, version) in expected.items():
         assert key in rows, f"{key} missing from `optreg list`: {sorted(rows)}"

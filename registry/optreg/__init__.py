@@ -19,6 +19,7 @@ from optreg.errors import PluginError, SpecError
 from optreg.hookspecs import hookimpl, hookspec
 from optreg.loading import dump_spec, load_spec, parse_spec
 from optreg.registry import PluginInfo, Registry, get_registry, reset_registry
+from optreg.runspec import RunSpec
 from optreg.specs import (
     ROLES,
     BuildContext,
@@ -26,10 +27,8 @@ from optreg.specs import (
     GroupOverride,
     OptimizerSpec,
     ParallelismSpec,
-    RunSpec,
     SchedulerSpec,
     Spec,
-    TrainSpec,
     field,
 )
 
@@ -52,7 +51,6 @@ __all__ = [
     "SchedulerSpec",
     "Spec",
     "SpecError",
-    "TrainSpec",
     "__version__",
     "build_optimizer",
     "build_scheduler",

@@ -23,6 +23,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from optreg.errors import format_path
+from optreg.runspec import RunSpec
 from optreg.specs import (
     FieldValueError,
     OptimizerSpec,
@@ -33,7 +34,16 @@ from optreg.specs import (
 )
 
 if TYPE_CHECKING:
-    from optreg.registry import Registry
+    from typing import Protocol
+
+    class Names(Protocol):
+        """What the converter needs of a registry: names to classes, and the plugins' tables."""
+
+        def lookup(self, kind: str, name: str) -> type[Spec] | None: ...
+        def names(self, kind: str) -> list[str]: ...
+        def unknown_name_message(self, kind: str, name: str) -> str: ...
+        def tables(self) -> dict[str, type]: ...
+        def table_clashes(self) -> dict[str, list[Any]]: ...
 
 __all__ = ["describe_type", "make_converter", "spec_to_dict", "field_types"]
 
@@ -242,7 +252,7 @@ def _structure_literal(value: Any, tp: Any) -> Any:
 # ---------------------------------------------------------------- the converter
 
 
-def make_converter(registry: Registry) -> cattrs.Converter:
+def make_converter(registry: Names) -> cattrs.Converter:
     """Build the strict converter of ``registry`` (its tagged unions use the registered names)."""
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
     conv.register_structure_hook(float, _structure_float)
@@ -260,7 +270,54 @@ def make_converter(registry: Registry) -> cattrs.Converter:
         conv.register_structure_hook_func(
             lambda tp, base=base: tp is base, _tagged_union_hook(conv, registry, kind)
         )
+    conv.register_structure_hook_func(lambda tp: tp is RunSpec, _run_spec_hook(conv, registry))
     return conv
+
+
+def _run_spec_hook(conv: cattrs.Converter, registry: Names) -> Callable[[Any, Any], RunSpec]:
+    """A whole file: the core's keys as RunSpec fields, every other top-level table a plugin's registered one."""
+    core_fields = [f for f in spec_fields(RunSpec) if f.name in RunSpec.CORE_KEYS]
+    hints = field_types(RunSpec)
+
+    def structure(value: Any, _: Any) -> RunSpec:
+        if not isinstance(value, Mapping):
+            raise _fail(f"expected a table, got {_got(value)}")
+        tables = registry.tables()
+        valid = [*RunSpec.CORE_KEYS, *sorted(tables)]
+        errors: list[tuple[Path, str]] = []
+        kwargs: dict[str, Any] = {}
+        found: dict[str, Any] = {}
+        clashed = registry.table_clashes()
+        for key in value:
+            if key in clashed:
+                who = " and ".join(p.label for p in clashed[key])
+                errors.append(((str(key),), f"the [{key}] table is registered by both {who}, so neither reads it; "
+                                            "uninstall or disable one of them (OPTREG_DISABLE_PLUGINS)"))
+            elif key not in valid:
+                errors.append(((str(key),), f"unknown key {key!r}{did_you_mean(str(key), valid)}; "
+                                            f"valid keys: {', '.join(valid)}"))
+        for f in core_fields:
+            if f.name in value:
+                try:
+                    kwargs[f.name] = conv.structure(value[f.name], hints[f.name])
+                except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+                    errors += flatten_errors(exc, (f.name,))
+            elif f.default is attrs.NOTHING:
+                errors.append(((f.name,), f"required key is missing: expected {describe_type(hints[f.name])}"))
+        for name, cls in tables.items():
+            if name in value:
+                try:
+                    found[name] = conv.structure(value[name], cls)
+                except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+                    errors += flatten_errors(exc, (name,))
+        if errors:
+            raise StructureErrors(errors)
+        try:
+            return RunSpec(**kwargs, tables=found, table_classes=dict(tables))
+        except FieldValueError as exc:
+            raise StructureErrors(flatten_errors(exc)) from None
+
+    return structure
 
 
 def _union_hook(conv: cattrs.Converter, tp: Any) -> Callable[[Any, Any], Any]:
@@ -467,7 +524,7 @@ def _structure_overrides(conv: cattrs.Converter, spec: OptimizerSpec, raw: Any) 
     return tuple(out)
 
 
-def _tagged_union_hook(conv: cattrs.Converter, registry: Registry, kind: str) -> Callable[[Any, Any], Any]:
+def _tagged_union_hook(conv: cattrs.Converter, registry: Names, kind: str) -> Callable[[Any, Any], Any]:
     def structure(value: Any, _: Any) -> Any:
         if isinstance(value, Spec) and kind == value.KIND:
             return value
@@ -493,7 +550,7 @@ def _tagged_union_hook(conv: cattrs.Converter, registry: Registry, kind: str) ->
     return structure
 
 
-def _names_list(registry: Registry, kind: str) -> str:
+def _names_list(registry: Names, kind: str) -> str:
     return ", ".join(repr(n) for n in registry.names(kind)) or "(none)"
 
 
@@ -501,6 +558,16 @@ def _names_list(registry: Registry, kind: str) -> str:
 
 
 def spec_to_dict(obj: Any, *, include_defaults: bool = True) -> Any:
+    """Plain data (dicts, lists, numbers, strings) for a spec, as TOML holds it (``None`` values left out)."""
+    if isinstance(obj, RunSpec):
+        out = _spec_to_dict(obj, include_defaults=include_defaults)
+        for name in sorted(obj.tables):
+            out[name] = _spec_to_dict(obj.tables[name], include_defaults=include_defaults)
+        return out
+    return _spec_to_dict(obj, include_defaults=include_defaults)
+
+
+def _spec_to_dict(obj: Any, *, include_defaults: bool = True) -> Any:
     """A spec as plain TOML-ready data (``type`` first, ``None`` values left out)."""
     if isinstance(obj, Spec) or attrs.has(type(obj)):
         out: dict[str, Any] = {}

@@ -58,6 +58,22 @@ class SpecError(ValueError):
         """Return a copy of this error that names ``file``."""
         return SpecError(self.message, path=self.path, file=file, errors=self.errors)
 
+    def in_table(self, table: str, file: str | None = None) -> SpecError:
+        """This error seen from the whole file: paths under ``$.<table>``, and the file (when it had none).
+
+        An optimizer's own ``$.lr`` becomes ``$.optimizer.lr`` once the optimizer table is part of a run.
+        """
+
+        def prefix(path: str) -> str:
+            return "$." + table + path[1:] if path.startswith("$") else path
+
+        return SpecError(
+            self.message,
+            path=prefix(self.path),
+            file=self.file or file,
+            errors=[(prefix(p), m) for p, m in self.errors],
+        )
+
     def __reduce__(self):  # keep pickling (pytest-xdist, multiprocessing) working
         return (_rebuild_spec_error, (self.message, self.path, self.file, self.errors))
 

@@ -22,9 +22,11 @@ import pluggy
 __all__ = [
     "hookimpl",
     "hookspec",
+    "optreg_register_commands",
     "optreg_register_optimizers",
     "optreg_register_parallelism_strategies",
     "optreg_register_schedulers",
+    "optreg_register_tables",
     "RegisterCallback",
 ]
 
@@ -70,4 +72,39 @@ def optreg_register_parallelism_strategies(register: RegisterCallback) -> None:
         @optreg.hookimpl
         def optreg_register_parallelism_strategies(register):
             register(MyShardingSpec)
+    """
+
+
+@hookspec
+def optreg_register_tables(register: RegisterCallback) -> None:
+    """Register top-level tables of the spec file that this plugin reads: ``register(name, cls)``.
+
+    ``cls`` is a frozen attrs class (strictly validated like a spec, every field with a default);
+    the table is then valid in spec files and reachable as ``spec.<name>`` (a spec that leaves it
+    out reads as ``cls()``). The main job registers ``[train]``::
+
+        @optreg.hookimpl
+        def optreg_register_tables(register):
+            register("train", TrainSpec)
+
+    A table the class knows its run length from may define ``run_length(units) -> int | None``
+    (``RunSpec.build`` then spans the schedule over it).
+    """
+
+
+@hookspec
+def optreg_register_commands(subparsers: Any) -> None:
+    """Add ``optreg`` subcommands: ``subparsers`` is the ``argparse`` subparsers action of the CLI.
+
+    Each parser sets ``func`` (``parser.set_defaults(func=...)``), a function of the parsed
+    arguments returning the exit status. Keep the module importable without torch: import what a
+    command needs inside its function, so ``optreg list`` stays fast::
+
+        @optreg.hookimpl
+        def optreg_register_commands(subparsers):
+            parser = subparsers.add_parser("hello", help="say hello")
+            parser.set_defaults(func=lambda args: print("hello") or 0)
+
+    A plugin whose commands fail to register (a name another plugin took) is reported by
+    ``optreg plugins``; the other commands still work.
     """

@@ -23,6 +23,7 @@ import threading
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -30,7 +31,9 @@ import pluggy
 
 from optreg import hookspecs
 from optreg.errors import PluginError, SpecError
+from optreg.runspec import RunSpec
 from optreg.specs import OptimizerSpec, ParallelismSpec, SchedulerSpec, Spec, spec_fields
+from optreg.tomlfiles import parse_toml
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "clash_message", "get_registry", "reset_registry"]
 
@@ -109,6 +112,8 @@ class Registry:
         self._aliases: dict[str, dict[str, str]] = {k: {} for k in KINDS}
         self._owners: dict[tuple[str, str], PluginInfo] = {}
         self.plugins: list[PluginInfo] = []
+        # top-level tables of spec files that plugins read: name -> claims (plugin, class)
+        self._table_claims: dict[str, list[tuple[PluginInfo, type]]] = {}
         self._converter = None
         if builtins:
             from optreg import builtins as builtin_module
@@ -197,7 +202,16 @@ class Registry:
                 # pluggy's own call machinery (ordering, hookwrappers, tracing), restricted to this plugin so
                 # every name is attributed to the plugin that registered it
                 self._pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+            tables: list[tuple[str, type]] = []
+
+            def register_table(name: str, cls: type) -> None:
+                tables.append((_check_table(name, cls), cls))
+
+            self._pm.subset_hook_caller("optreg_register_tables", remove_plugins=others)(register=register_table)
             self._commit(staged, info)
+            for name, cls in tables:
+                self._table_claims.setdefault(name, []).append((info, cls))
+                info.provides.setdefault("table", []).append(name)
         except Exception as exc:  # noqa: BLE001 - isolate the failing plugin, keep nothing it registered
             self._pm.unregister(plugin)
             info.error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
@@ -252,6 +266,38 @@ class Registry:
     def aliases(self, kind: str) -> dict[str, str]:
         """Alias -> canonical name for a kind."""
         return dict(self._aliases[_check_kind(kind)])
+
+    def tables(self) -> dict[str, type]:
+        """Top-level spec-file tables that plugins read (``"train"`` -> its class); a clashed name is left out."""
+        return {name: claims[0][1] for name, claims in self._table_claims.items() if len(claims) == 1}
+
+    def table_clashes(self) -> dict[str, list[PluginInfo]]:
+        """Table names several plugins register (none of them is read)."""
+        return {name: [info for info, _ in claims] for name, claims in self._table_claims.items() if len(claims) > 1}
+
+    def add_commands(self, subparsers: Any) -> None:
+        """Let every loaded plugin add its ``optreg`` subcommands (``optreg_register_commands``), each on its own.
+
+        A plugin whose registration raises (e.g. a command name another plugin took) keeps none of its
+        commands and has the reason recorded (``PluginInfo.error``); the others are unaffected.
+        """
+        plugins = [(name, p) for name, p in self._pm.list_name_plugin() if p is not None]
+        infos = {p.name: p for p in self.plugins}
+        for name, plugin in plugins:
+            caller = self._pm.subset_hook_caller(
+                "optreg_register_commands", remove_plugins=[p for _, p in plugins if p is not plugin]
+            )
+            if not caller.get_hookimpls():
+                continue
+            before = dict(subparsers.choices)
+            try:
+                caller(subparsers=subparsers)
+            except Exception as exc:  # noqa: BLE001 - isolate the plugin, keep the other commands
+                for added in set(subparsers.choices) - set(before):
+                    del subparsers.choices[added]
+                info = infos.get(name)
+                if info is not None:
+                    info.error = f"its commands could not be added: {type(exc).__name__}: {exc}"
 
     def clashes(self, kind: str) -> dict[str, list[PluginInfo]]:
         """Names of a kind that several plugins claim -> those plugins (none of them resolves the name)."""
@@ -362,17 +408,22 @@ class Registry:
             errors = [(path_prefix + format_path(p)[1:], m) for p, m in flatten_errors(exc)]
             raise SpecError(errors[0][1], path=errors[0][0], file=file, errors=errors) from None
 
-    def parse_spec(self, source: str | Mapping[str, Any], *, file: str | None = None):
-        """A :class:`~optreg.RunSpec` from TOML text or a mapping."""
-        from optreg.loading import parse_spec
+    def parse_spec(self, source: str | Mapping[str, Any], *, file: str | None = None) -> RunSpec:
+        """A :class:`~optreg.RunSpec` from TOML text or a mapping, validated against this registry's names."""
+        data = parse_toml(source, file=file) if isinstance(source, str) else dict(source)
+        spec = self.structure(data, RunSpec, file=file)
+        return attrs.evolve(spec, source=file) if file else spec
 
-        return parse_spec(source, file=file, registry=self)
-
-    def load_spec(self, path: str | os.PathLike[str]):
-        """A :class:`~optreg.RunSpec` from a TOML file."""
-        from optreg.loading import load_spec
-
-        return load_spec(path, registry=self)
+    def load_spec(self, path: str | os.PathLike[str]) -> RunSpec:
+        """A :class:`~optreg.RunSpec` from a TOML file; every error names the file."""
+        file = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError("file not found", path="$", file=file) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read the file: {exc}", path="$", file=file) from None
+        return self.parse_spec(text, file=file)
 
     def optimizer_spec(self, spec: Any) -> OptimizerSpec:
         return self._coerce(spec, "optimizer", OptimizerSpec)
@@ -431,6 +482,20 @@ def clash_message(kind: str, name: str, owners: list[PluginInfo]) -> str:
         f"{kind} {name!r} is provided by both {who}, so neither is used; choose one with a qualified type "
         f"(type = {qualified})" + (f" or disable a plugin ({disable})" if disable else "")
     )
+
+
+def _check_table(name: Any, cls: Any) -> str:
+    """Validate a table a plugin registers: a lower snake case name the core does not read, a frozen attrs class."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise PluginError(f"table name {name!r} must be lower snake case")
+    if name in RunSpec.CORE_KEYS:
+        raise PluginError(f"table name {name!r} is the core's own")
+    if not (isinstance(cls, type) and "__attrs_attrs__" in cls.__dict__ and _is_frozen(cls)):
+        raise PluginError(f"table [{name}] needs a frozen attrs class (@attrs.frozen(kw_only=True)), got {cls!r}")
+    missing = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING]
+    if missing:
+        raise PluginError(f"table [{name}]: every field needs a default (a file may leave the table out): {missing}")
+    return name
 
 
 def _check_kind(kind: str) -> str:

@@ -72,7 +72,7 @@ class ScheduledLR(LRScheduler):
     ) -> None:
         self.schedule = schedule
         self.t_max = schedule.t_max if schedule.t_max is not None else t_max
-        if schedule.NEEDS_T_MAX and self.t_max is None:
+        if schedule.needs_t_max() and self.t_max is None:
             raise SpecError(
                 f"schedule {schedule.TYPE!r} needs t_max: set `t_max` in the [scheduler] table "
                 "or pass t_max= when building it",

@@ -24,7 +24,8 @@ from optreg.convert import (
     field_types,
     spec_to_dict,
 )
-from optreg.specs import OptimizerSpec, RunSpec, Spec, spec_fields
+from optreg.runspec import RunSpec
+from optreg.specs import OptimizerSpec, Spec, spec_fields
 
 if TYPE_CHECKING:
     from optreg.registry import Registry
@@ -161,6 +162,9 @@ def json_schema(registry: Registry) -> dict[str, Any]:
             variants.append({"$ref": f"#/$defs/{key}"})
         defs[kind] = {"oneOf": variants} if variants else {"not": {}}
     root = _class_schema(RunSpec, defs, registry)
+    root["properties"]["schema_version"]["const"] = RunSpec.SCHEMA_VERSION
+    for name, cls in sorted(registry.tables().items()):
+        root["properties"][name] = _class_schema(cls, defs, registry)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

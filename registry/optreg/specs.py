@@ -26,10 +26,8 @@ __all__ = [
     "OptimizerSpec",
     "ParallelismSpec",
     "ROLES",
-    "RunSpec",
     "SchedulerSpec",
     "Spec",
-    "TrainSpec",
     "field",
     "spec_fields",
 ]
@@ -270,8 +268,6 @@ class SchedulerSpec(Spec):
     """
 
     KIND: ClassVar[str] = "scheduler"
-    #: Whether the schedule needs to know ``t_max`` (e.g. cosine decay does, a constant does not).
-    NEEDS_T_MAX: ClassVar[bool] = False
 
     units: Literal["steps", "tokens"] = field("steps", doc="What `current` and `t_max` count.")
     t_max: int | None = field(None, ge=1, doc="Length of the schedule; defaults to the run length.")
@@ -279,6 +275,11 @@ class SchedulerSpec(Spec):
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         """The LR at ``current`` for a group whose initial LR is ``initial_lr``."""
         raise NotImplementedError(f"{type(self).__name__} must implement get_lr")
+
+    def needs_t_max(self) -> bool:
+        """Whether this configuration needs the run length (a cosine decay does; a constant, or a
+        schedule whose counts are all absolute, does not). Building it without one is a SpecError."""
+        return False
 
     def build(self, optimizer: torch.optim.Optimizer, *, t_max: int | None = None):
         """Wrap this schedule as a ``torch.optim.lr_scheduler.LRScheduler``."""
@@ -295,148 +296,3 @@ class ParallelismSpec(Spec):
 
     def create(self) -> ParallelismStrategy:
         raise NotImplementedError(f"{type(self).__name__} must implement create")
-
-
-@attrs.frozen(kw_only=True)
-class TrainSpec:
-    """The ``[train]`` table: settings of the main job (``optreg train`` / ``optreg compare``).
-
-    ``char_lm`` trains a small character-level transformer on the Python
-    standard library's own source (or on the text file ``data``), with a
-    held-out split; ``mlp`` trains a small MLP classifier on a synthetic
-    dataset in seconds. The model defaults are those of
-    :class:`optreg.models.TinyTransformer` (the model of ``optreg groups``). See
-    docs/training.md.
-    """
-
-    task: Literal["char_lm", "mlp"] = field(
-        "char_lm",
-        doc="Built-in task: `char_lm` (character-level transformer LM on the standard library's source "
-        "or on `data`) or `mlp` (small MLP classifier on synthetic data, trains in seconds).",
-    )
-    steps: int = field(200, ge=1, doc="Optimizer steps; also the schedule's length unless [scheduler] sets t_max.")
-    batch_size: int = field(16, ge=1, doc="Sequences (char_lm) or samples (mlp) per step.")
-    seed: int = field(0, ge=0, doc="Seed for model init and data order (the data itself does not depend on it).")
-    seq_len: int = field(64, ge=2, le=8192, doc="Characters per training sequence (char_lm).")
-    d_model: int = field(32, ge=4, le=8192, doc="Width: the transformer's embedding size (char_lm) "
-                         "or the MLP's hidden width (mlp).")
-    n_layers: int = field(2, ge=1, le=128, doc="Transformer blocks (char_lm).")
-    n_heads: int = field(2, ge=1, le=256, doc="Attention heads (char_lm); must divide d_model.")
-    eval_interval: int = field(
-        25, ge=1, doc="Steps between evaluations of the held-out loss and checkpoints (the last step always gets both)."
-    )
-    eval_batches: int = field(8, ge=1, le=100_000, doc="Held-out batches per evaluation (the same ones every time).")
-    val_fraction: float = field(0.1, gt=0, le=0.5, doc="Share of the data held out for validation.")
-    data: str | None = field(
-        None,
-        doc="A UTF-8 text file for the char_lm task instead of the standard library's source "
-        "(relative paths are relative to the current directory).",
-    )
-    max_chars: int = field(1_000_000, ge=1_000, doc="At most this many characters of text are read (char_lm).")
-    grad_clip: float | None = field(None, gt=0, doc="Clip the global gradient norm to this value before each step.")
-    device: Literal["auto", "cpu", "cuda"] = field("auto", doc="Where to train; `auto` picks CUDA when available.")
-
-    def __attrs_post_init__(self) -> None:
-        if self.task == "char_lm" and self.d_model % self.n_heads:
-            raise FieldValueError(
-                "n_heads", f"must divide d_model ({self.d_model}); got {self.n_heads}"
-            )
-        if self.data is not None and self.task != "char_lm":
-            raise FieldValueError("data", f"only the char_lm task reads a text file; task is {self.task!r}")
-        if self.data is not None and not self.data.strip():
-            raise FieldValueError("data", "expected a file name, got an empty string")
-
-    @property
-    def tokens_per_step(self) -> int:
-        """What one step consumes: characters (``char_lm``: batch x sequence) or samples (``mlp``)."""
-        return self.batch_size * self.seq_len if self.task == "char_lm" else self.batch_size
-
-    def run_length(self, units: str) -> int:
-        """The run's length in a schedule's units: ``steps``, or the token budget ``steps x tokens_per_step``."""
-        return self.steps if units == "steps" else self.steps * self.tokens_per_step
-
-
-def _default_scheduler() -> SchedulerSpec:
-    from optreg.builtins import ConstantSchedule
-
-    return ConstantSchedule()
-
-
-def _default_parallelism() -> ParallelismSpec:
-    from optreg.builtins import SingleProcess
-
-    return SingleProcess()
-
-
-def _check_schema_version(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value != RunSpec.SCHEMA_VERSION:
-        raise FieldValueError(
-            attribute.name, f"unsupported schema_version {value}; this optreg reads version {RunSpec.SCHEMA_VERSION}"
-        )
-
-
-@attrs.frozen(kw_only=True)
-class Built:
-    """What :meth:`RunSpec.build` returns."""
-
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    strategy: ParallelismStrategy
-    model: Any
-
-
-@attrs.frozen(kw_only=True)
-class RunSpec:
-    """A whole spec file: optimizer, scheduler, parallelism and the main job's settings."""
-
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    schema_version: int = field(1, validator=_check_schema_version, doc="Spec format version.")
-    optimizer: OptimizerSpec = field(doc="The optimizer table.")
-    scheduler: SchedulerSpec = attrs.field(
-        factory=_default_scheduler, metadata={"doc": "The LR schedule table.", "bounds": {}}
-    )
-    parallelism: ParallelismSpec = attrs.field(
-        factory=_default_parallelism, metadata={"doc": "The parallelism table.", "bounds": {}}
-    )
-    train: TrainSpec = attrs.field(factory=TrainSpec, metadata={"doc": "The main job's settings.", "bounds": {}})
-    source: str | None = attrs.field(default=None, eq=False, repr=False, metadata={"internal": True})
-
-    def build(self, model: nn.Module, *, t_max: int | None = None) -> Built:
-        """Apply the parallelism strategy, then build the optimizer and the scheduler.
-
-        ``t_max`` defaults to the scheduler's own ``t_max``, then ``train.steps`` (for a schedule
-        counting steps; one counting tokens gets no run length from ``train.steps``). Errors in the
-        scheduler's options (found against the run) carry ``$.scheduler...`` paths and the file.
-        """
-        from optreg.errors import SpecError
-
-        strategy = self.parallelism.create()
-        model = strategy.apply(model)
-        context = BuildContext(model=model, device_mesh=getattr(strategy, "device_mesh", None), strategy=strategy)
-        try:
-            optimizer = self.optimizer.build(model, context=context)
-        except SpecError as exc:
-            raise _prefix_error(exc, "optimizer", self.source) from None
-        if t_max is None:
-            t_max = self.scheduler.t_max or (self.train.steps if self.scheduler.units == "steps" else None)
-        try:
-            scheduler = self.scheduler.build(optimizer, t_max=t_max)
-        except SpecError as exc:
-            raise _prefix_error(exc, "scheduler", self.source) from None
-        return Built(optimizer=optimizer, scheduler=scheduler, strategy=strategy, model=model)
-
-
-def _prefix_error(exc: Any, table: str, file: str | None):
-    from optreg.errors import SpecError
-
-    def prefix(path: str) -> str:
-        return "$." + table + path[1:] if path.startswith("$") else path
-
-    return SpecError(
-        exc.message,
-        path=prefix(exc.path),
-        file=file or exc.file,
-        errors=[(prefix(p), m) for p, m in exc.errors],
-    )
-

@@ -86,15 +86,34 @@ class RoutedSpec(OptimizerSpec):
         return torch.optim.SGD(param_groups, lr=self.lr, weight_decay=self.weight_decay)
 
 
-def plugin_with(*classes: type) -> types.SimpleNamespace:
-    """A plugin object registering ``classes`` as optimizers."""
+@attrs.frozen(kw_only=True)
+class RunTable:
+    """A plugin's top-level table (``[run]``), as the main job's ``[train]``: it knows the run's length."""
+
+    steps: int = field(10, ge=1, doc="Optimizer steps.")
+    tokens_per_step: int = field(64, ge=1, doc="Tokens one step consumes.")
+
+    def run_length(self, units: str) -> int:
+        return self.steps if units == "steps" else self.steps * self.tokens_per_step
+
+
+@optreg.hookimpl
+def _register_run_table(register) -> None:
+    register("run", RunTable)
+
+
+def plugin_with(*classes: type, tables: bool = True) -> types.SimpleNamespace:
+    """A plugin object registering ``classes`` as optimizers (and the ``[run]`` table unless told not to)."""
 
     @optreg.hookimpl
     def optreg_register_optimizers(register) -> None:
         for cls in classes:
             register(cls)
 
-    return types.SimpleNamespace(__name__="test_plugin", optreg_register_optimizers=optreg_register_optimizers)
+    hooks = {"optreg_register_optimizers": optreg_register_optimizers}
+    if tables:
+        hooks["optreg_register_tables"] = _register_run_table
+    return types.SimpleNamespace(__name__="test_plugin", **hooks)
 
 
 def make_registry(*extra: Any) -> optreg.Registry:

@@ -89,14 +89,14 @@ def test_schema_validates_good_specs_and_rejects_bad_ones(capsys, tmp_path):
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     good = {"optimizer": {"type": "sgd", "lr": 0.1, "group_overrides": [{"params": ["a.*"], "lr": 0.01}]},
-            "scheduler": {"type": "constant"}, "train": {"steps": 3}}
+            "scheduler": {"type": "constant"}}
     assert not list(validator.iter_errors(good))
     for bad in (
         {"optimizer": {"type": "sgd", "lrr": 0.1}},
         {"optimizer": {"type": "sgd", "momentum": 1.5}},
         {"optimizer": {"type": "sgdd"}},
         {"optimizer": {"type": "sgd", "group_overrides": [{"params": ["a"], "foreach": True}]}},
-        {"optimizer": {"type": "sgd"}, "train": {"steps": 1.5}},
+        {"optimizer": {"type": "sgd"}, "not_a_table": {"steps": 1}},
     ):
         assert list(validator.iter_errors(bad)), bad
     code, out, _ = run(capsys, "schema")

@@ -299,3 +299,86 @@ def test_get_registry_is_lazy_and_cached(monkeypatch):
     assert optreg.get_registry() is first
     optreg.reset_registry()
     assert optreg.get_registry() is not first
+
+
+# ---------------------------------------------------------------- tables and commands of plugins
+
+
+@attrs.frozen(kw_only=True)
+class EvalTable:
+    """A plugin's [evaluation] table."""
+
+    every: int = optreg.field(10, ge=1, doc="Steps between evaluations.")
+
+
+class TablePlugin:
+    __name__ = "tables"
+
+    @optreg.hookimpl
+    def optreg_register_tables(self, register):
+        register("evaluation", EvalTable)
+
+
+def test_a_plugin_table_is_read_validated_defaulted_and_dumped():
+    reg = Registry(plugins=[TablePlugin()], entry_points=False)
+    assert reg.tables() == {"evaluation": EvalTable}
+    spec = reg.parse_spec('[optimizer]\ntype = "sgd"\n[evaluation]\nevery = 5\n')
+    assert spec.evaluation == EvalTable(every=5)
+    assert reg.parse_spec(optreg.dump_spec(spec)) == spec and "[evaluation]" in optreg.dump_spec(spec)
+    assert reg.parse_spec('[optimizer]\ntype = "sgd"\n').evaluation == EvalTable(), "an absent table reads as defaults"
+    with pytest.raises(optreg.SpecError) as info:
+        reg.parse_spec('[optimizer]\ntype = "sgd"\n[evaluation]\nevery = 0\n[evalution]\n')
+    assert {p for p, _ in info.value.errors} == {"$.evaluation.every", "$.evalution"}
+    assert "did you mean 'evaluation'" in dict(info.value.errors)["$.evalution"]
+    from optreg.schema import json_schema
+
+    assert "evaluation" in json_schema(reg)["properties"]
+    with pytest.raises(AttributeError, match="no \\[train\\] table"):
+        _ = spec.train
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "message"),
+    [
+        ("Bad-Name", EvalTable, "lower snake case"),
+        ("optimizer", EvalTable, "the core's own"),
+        ("evaluation", dict, "frozen attrs class"),
+        ("evaluation", attrs.frozen(type("NoDefault", (), {"__annotations__": {"every": int}})), "needs a default"),
+    ],
+)
+def test_bad_tables_are_explained(name, cls, message):
+    class Bad:
+        @optreg.hookimpl
+        def optreg_register_tables(self, register):
+            register(name, cls)
+
+    reg = Registry(plugins=[Bad()], entry_points=False)
+    assert message in reg.plugins[-1].error and reg.tables() == {}
+
+
+def test_a_table_two_plugins_register_is_read_by_neither():
+    reg = Registry(plugins=[TablePlugin(), TablePlugin()], entry_points=False)
+    assert reg.tables() == {} and set(reg.table_clashes()) == {"evaluation"}
+    with pytest.raises(optreg.SpecError, match=r"\[evaluation\] table is registered by both"):
+        reg.parse_spec('[optimizer]\ntype = "sgd"\n[evaluation]\nevery = 5\n')
+
+
+def test_plugins_add_commands_and_a_conflicting_one_is_isolated(capsys):
+    from optreg.cli import build_parser
+
+    def command_plugin(text):
+        class Commands:
+            @optreg.hookimpl
+            def optreg_register_commands(self, subparsers):
+                parser = subparsers.add_parser("hello", help="say hello")
+                parser.set_defaults(func=lambda args: print(text) or 0)
+
+        return Commands()
+
+    reg = Registry(plugins=[command_plugin("first"), command_plugin("second")], entry_points=False)
+    parser = build_parser(reg)
+    args = parser.parse_args(["hello"])
+    assert args.func(args) == 0 and capsys.readouterr().out == "first\n"
+    assert reg.plugins[1].error is None
+    assert "its commands could not be added" in reg.plugins[2].error and "hello" in reg.plugins[2].error
+    assert "list" in parser._subparsers._group_actions[0].choices, "the core's commands stay"

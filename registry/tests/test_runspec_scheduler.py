@@ -7,6 +7,7 @@ from typing import ClassVar
 import attrs
 import pytest
 import torch
+from support import RunTable
 
 import optreg
 from optreg import SchedulerSpec, SpecError
@@ -39,6 +40,11 @@ class _Plugin:
     def optreg_register_schedulers(register) -> None:
         register(HorizonProbe)
 
+    @staticmethod
+    @optreg.hookimpl
+    def optreg_register_tables(register) -> None:
+        register("run", RunTable)
+
 
 @pytest.fixture
 def registry() -> optreg.Registry:
@@ -53,7 +59,7 @@ type = "sgd"
 lr = 0.1
 [scheduler]
 {scheduler}
-[train]
+[run]
 steps = {steps}
 """
     return registry.parse_spec(text, file="run.toml")
@@ -74,10 +80,10 @@ def test_steps_schedule_gets_train_steps_as_t_max(registry):
     assert built.scheduler.t_max == 50
 
 
-def test_tokens_schedule_does_not_take_train_steps_as_its_length(registry):
-    # train.steps counts optimizer steps; a schedule counting tokens must not read it as tokens.
+def test_tokens_schedule_spans_the_token_budget_not_the_step_count(registry):
+    # [run] steps counts optimizer steps; a schedule counting tokens spans the run's token budget instead.
     built = _spec(registry, 'type = "horizon_probe"\nunits = "tokens"', steps=50).build(torch.nn.Linear(2, 2))
-    assert built.scheduler.probe_t_max is None
+    assert built.scheduler.probe_t_max == 50 * 64
     with_t_max = _spec(registry, 'type = "horizon_probe"\nunits = "tokens"\nt_max = 4096').build(torch.nn.Linear(2, 2))
     assert with_t_max.scheduler.t_max == 4096
     explicit = _spec(registry, 'type = "horizon_probe"\nunits = "tokens"').build(torch.nn.Linear(2, 2), t_max=8192)

@@ -20,7 +20,9 @@ class LinearDecay(SchedulerSpec):
     """Linear decay from the initial LR to zero at t_max (a test schedule)."""
 
     TYPE: ClassVar[str] = "linear_decay_test"
-    NEEDS_T_MAX: ClassVar[bool] = True
+
+    def needs_t_max(self) -> bool:
+        return True
 
     def get_lr(self, initial_lr, current, t_max):
         return initial_lr * max(0.0, 1.0 - current / t_max)

@@ -109,9 +109,9 @@ def test_post_init_checks_keep_their_field_path(reg):
 
 
 def test_every_error_is_reported(reg):
-    err = error_of(reg, '[optimizer]\ntype = "torch_adam"\nlr = "x"\neps = -1.0\nbogus = 1\n[train]\nsteps = 0\n')
+    err = error_of(reg, '[optimizer]\ntype = "torch_adam"\nlr = "x"\neps = -1.0\nbogus = 1\n[run]\nsteps = 0\n')
     paths = {p for p, _ in err.errors}
-    assert {"$.optimizer.lr", "$.optimizer.bogus", "$.train.steps"} <= paths
+    assert {"$.optimizer.lr", "$.optimizer.bogus", "$.run.steps"} <= paths
     assert "errors in spec" in str(err)
 
 
@@ -168,7 +168,7 @@ type = "constant"
 units = "tokens"
 t_max = 1000
 
-[train]
+[run]
 steps = 7
 """
 

@@ -1,7 +1,8 @@
 """The ``optreg`` command line.
 
-Every subcommand lives in a module listed in :data:`COMMAND_MODULES`; each
-module has ``register(subparsers)`` that adds its parsers and sets ``func``.
+The core's subcommands live in the modules listed in :data:`COMMAND_MODULES`; each
+module has ``register(subparsers)`` that adds its parsers and sets ``func``. Installed
+plugins add theirs through the ``optreg_register_commands`` hook.
 Errors exit 2 with one clear message on stderr, never a traceback.
 """
 
@@ -11,16 +12,17 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from optreg.errors import SpecError
 
 __all__ = ["COMMAND_MODULES", "main"]
 
+#: The core's own commands; plugins add theirs through ``optreg_register_commands`` (the main job's
+#: ``train``, ``compare`` and ``lr`` come from optreg-train).
 COMMAND_MODULES: tuple[str, ...] = (
     "optreg.cli.registry_commands",
-    "optreg.cli.lr_command",
     "optreg.cli.plugin_commands",
-    "optreg.cli.train_commands",
 )
 
 
@@ -28,7 +30,8 @@ class UsageError(Exception):
     """A bad command line or input that is not a spec: exit 2 with the message."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(registry: Any = None) -> argparse.ArgumentParser:
+    """The ``optreg`` parser: the core's commands and those of the plugins in ``registry`` (the process's)."""
     from optreg import __version__
 
     parser = argparse.ArgumentParser(
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    from optreg.registry import get_registry
+
+    (registry or get_registry()).add_commands(subparsers)
     return parser
 
 

@@ -260,7 +260,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_groups(args: argparse.Namespace) -> int:
     from optreg.groups import plan_groups
     from optreg.models import make_model
-    from optreg.specs import _prefix_error
 
     reg = _registry()
     spec = reg.load_spec(args.file)
@@ -269,7 +268,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
     try:
         planned = plan_groups(spec.optimizer, model)
     except optreg.SpecError as exc:
-        raise _prefix_error(exc, "optimizer", args.file) from None
+        raise exc.in_table("optimizer", args.file) from None
     base = spec.optimizer.group_option_spec().optimizer_kwargs()
     rows: list[dict[str, Any]] = []
     for gi, group in enumerate(planned):

@@ -28,7 +28,8 @@ from optreg.convert import field_types, spec_to_dict
 from optreg.errors import SpecError
 from optreg.loading import dump_spec
 from optreg.registry import Registry
-from optreg.specs import OptimizerSpec, RunSpec, SchedulerSpec, spec_fields
+from optreg.runspec import RunSpec
+from optreg.specs import OptimizerSpec, SchedulerSpec, spec_fields
 from optreg.testing.cases import ErrorCase, OptimizerCase, SchedulerCase
 from optreg.testing.problems import TinyRegression, make_problem
 

@@ -4,7 +4,7 @@ The optimizer of the spec is built on a small model (the one of ``[train] task``
 unless ``--model`` says otherwise) so its param groups, with their own initial
 LRs from ``group_overrides``, are the ones a run would have; the schedule is then
 evaluated for every group. With ``-o`` it writes a plot (needs matplotlib:
-``pip install 'optreg[plot]'``), otherwise it prints a small table.
+``pip install 'optreg-train[plot]'``), otherwise it prints a small table.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def lr_curves(spec: Any, *, steps: int | None = None, model: str | None = None, 
     from optreg.cli import UsageError
     from optreg.errors import SpecError
     from optreg.models import make_model
-    from optreg.specs import BuildContext, _prefix_error
+    from optreg.specs import BuildContext
 
     if steps is not None and steps < 1:
         raise UsageError(f"--steps must be >= 1, got {steps}")
@@ -92,11 +92,11 @@ def lr_curves(spec: Any, *, steps: int | None = None, model: str | None = None, 
     try:
         optimizer = spec.optimizer.build(net, context=BuildContext(model=net))
     except SpecError as exc:
-        raise _prefix_error(exc, "optimizer", file) from None
+        raise exc.in_table("optimizer", file) from None
     try:
         scheduler = schedule.build(optimizer, t_max=t_max)
     except SpecError as exc:
-        raise _prefix_error(exc, "scheduler", file) from None
+        raise exc.in_table("scheduler", file) from None
     points = sample_points(length, count)
     initial = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
     if hasattr(scheduler, "lr_at"):
@@ -118,7 +118,7 @@ def _require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError(
-            "plotting needs matplotlib, which is not installed: pip install 'optreg[plot]' "
+            "plotting needs matplotlib, which is not installed: pip install 'optreg-train[plot]' "
             "(or run without -o for a table)"
         ) from None
 

@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import optreg_train.plugin as train_plugin
 import pytest
 import torch
+from optreg_train import compare_specs, load_task, train_run
+from optreg_train.checkpoint import CHECKPOINT
+from optreg_train.metrics import read_metrics
+from optreg_train.specs import TrainSpec
+from optreg_train.tasks import CHUNK, _split_chunks, stdlib_files
 
 import optreg
 from optreg import SchedulerSpec, field
 from optreg.cli import main
-from optreg.specs import OptimizerSpec, TrainSpec
-from optreg.train import compare_specs, load_task, train_run
-from optreg.train.checkpoint import CHECKPOINT
-from optreg.train.metrics import read_metrics
-from optreg.train.tasks import CHUNK, _split_chunks, stdlib_files
+from optreg.specs import OptimizerSpec
 
 # Small enough that a run of a few dozen steps takes well under a second.
 TINY = {"seq_len": 16, "d_model": 16, "n_layers": 1, "n_heads": 2, "batch_size": 4, "eval_batches": 2}
@@ -43,7 +45,9 @@ class LinearDecay(SchedulerSpec):
     """LR falls linearly to 0 at t_max: any resume error shows in the LR sequence."""
 
     TYPE: ClassVar[str] = "test_linear_decay"
-    NEEDS_T_MAX: ClassVar[bool] = True
+
+    def needs_t_max(self) -> bool:
+        return True
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         return initial_lr * max(0.0, 1.0 - current / t_max)
@@ -201,7 +205,7 @@ def registry() -> optreg.Registry:
         optreg_register_optimizers=optreg_register_optimizers,
         optreg_register_schedulers=optreg_register_schedulers,
     )
-    return optreg.Registry(plugins=[plugin], entry_points=False)
+    return optreg.Registry(plugins=[plugin, train_plugin], entry_points=False)
 
 
 def make_spec(registry: optreg.Registry | None = None, optimizer: dict | None = None, scheduler: dict | None = None,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from optreg_train import train_run
+from optreg_train.metrics import read_metrics
 
 import optreg
-from optreg.train import train_run
-from optreg.train.metrics import read_metrics
 
-SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").glob("*.toml"))
+SPECS = sorted((Path(__file__).resolve().parents[3] / "specs").glob("*.toml"))
 CHECK_EVERY = 40
 #: Clearly down: the last steps' mean loss this many nats below the first step's (ln 96 = 4.56 is a uniform guess).
 MARGIN = 0.5

@@ -34,7 +34,7 @@ from torch import nn
 
 from optreg.errors import SpecError
 from optreg.models import TinyMLP, TinyTransformer
-from optreg.specs import TrainSpec
+from optreg_train.specs import TrainSpec
 
 __all__ = ["CharLMData", "MLPData", "Task", "load_task", "stdlib_corpus", "stdlib_files"]
 

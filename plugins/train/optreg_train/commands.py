@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import optreg
-from optreg.specs import RunSpec
+from optreg.runspec import RunSpec
 
 __all__ = ["register"]
 
@@ -135,13 +135,13 @@ def _resume_spec(args: argparse.Namespace) -> tuple[RunSpec, Path]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     console = _setup(args)
-    from optreg.train.loop import train_run
-    from optreg.train.report import summary_table
+    from optreg_train.loop import train_run
+    from optreg_train.report import summary_table
 
     if args.resume is not None:
         spec, out = _resume_spec(args)
         saved_steps = optreg.load_spec(out / "spec.toml").train.steps
-        if spec.train.steps != saved_steps and spec.scheduler.NEEDS_T_MAX and spec.scheduler.t_max is None:
+        if spec.train.steps != saved_steps and spec.scheduler.needs_t_max() and spec.scheduler.t_max is None:
             console.print(
                 f"[yellow]note:[/yellow] the run length changes from {saved_steps} to {spec.train.steps} steps, "
                 f"so the {spec.scheduler.TYPE} schedule is stretched to the new length from here on"
@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     console = _setup(args)
-    from optreg.train.compare import compare_specs
+    from optreg_train.compare import compare_specs
 
     specs = [optreg.load_spec(path) for path in args.specs]
     overrides = _overrides(args)

@@ -19,11 +19,11 @@ import attrs
 from rich.console import Console
 from rich.markup import escape
 
-from optreg.specs import RunSpec
-from optreg.train.loop import RunResult, check_out_dir, make_progress, preflight, prepare_run, train_run
-from optreg.train.plots import plot_compare
-from optreg.train.report import rank, ranking_table
-from optreg.train.tasks import load_task
+from optreg.runspec import RunSpec
+from optreg_train.loop import RunResult, check_out_dir, make_progress, preflight, prepare_run, train_run
+from optreg_train.plots import plot_compare
+from optreg_train.report import rank, ranking_table
+from optreg_train.tasks import load_task
 
 __all__ = ["compare_specs", "run_names"]
 
@@ -57,7 +57,7 @@ def compare_specs(
     common = specs[0].train
     names = run_names(specs)
     differing = [name for name, s in zip(names[1:], specs[1:]) if s.train != common]
-    specs = [attrs.evolve(s, train=common) for s in specs]
+    specs = [attrs.evolve(s, tables={**s.tables, "train": common}) for s in specs]
     task = load_task(common, file=specs[0].source)
     # Build everything and try one step first: a spec that cannot run stops the comparison before any training.
     for spec in specs:

@@ -37,10 +37,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import optreg
 from optreg.errors import SpecError
-from optreg.specs import RunSpec
-from optreg.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from optreg.train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
-from optreg.train.tasks import Task, load_task
+from optreg.runspec import RunSpec
+from optreg_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from optreg_train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
+from optreg_train.tasks import Task, load_task
 
 __all__ = ["RunDirError", "RunResult", "make_progress", "preflight", "prepare_run", "resolve_device", "train_run"]
 
@@ -252,7 +252,7 @@ def _resolved(spec: RunSpec) -> RunSpec:
     if spec.train.data is None:
         return spec
     data = str(Path(spec.train.data).expanduser().resolve())
-    return attrs.evolve(spec, train=attrs.evolve(spec.train, data=data))
+    return spec.with_table("train", attrs.evolve(spec.train, data=data))
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
@@ -487,7 +487,7 @@ def train_run(
     )
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if plots:
-        from optreg.train.plots import plot_run
+        from optreg_train.plots import plot_run
 
         plot_run(result, console=console)
     return result

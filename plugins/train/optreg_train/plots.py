@@ -1,6 +1,6 @@
 """``loss.png`` and ``lr.png`` of a run, and the overlaid curves of ``optreg compare`` (matplotlib, Agg).
 
-matplotlib is the core's ``plot`` extra (``pip install 'optreg[plot]'``); without
+matplotlib is optreg-train's ``plot`` extra (``pip install 'optreg-train[plot]'``); without
 it runs still train and write their metrics, and a note says the plots were skipped.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from optreg.train.loop import RunResult
+    from optreg_train.loop import RunResult
 
 __all__ = ["ema", "plot_compare", "plot_run", "plots_available"]
 
@@ -30,7 +30,8 @@ def plots_available(console: Console | None = None) -> bool:
         matplotlib.use("Agg", force=True)
     except ImportError:
         if not _warned and console is not None:
-            console.print("[yellow]matplotlib is not installed: no plots (pip install 'optreg[plot]')[/yellow]")
+            console.print("matplotlib is not installed: no plots (pip install 'optreg-train[plot]')", style="yellow",
+                          markup=False)
         _warned = True
         return False
     return True

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import attrs
+import optreg_train.plugin as train_plugin
 import pytest
+from optreg_train.lr import figure, lr_curves, sample_points
 
 import optreg
 from optreg import SchedulerSpec
 from optreg.cli import main
-from optreg.cli.lr_command import figure, lr_curves, sample_points
 
 SPEC = """
 schema_version = 1
@@ -42,7 +43,9 @@ class HalvingRamp(SchedulerSpec):
     """Linear from the initial LR down to half of it at t_max, then held."""
 
     TYPE: ClassVar[str] = "halving_ramp"
-    NEEDS_T_MAX: ClassVar[bool] = True
+
+    def needs_t_max(self) -> bool:
+        return True
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         return initial_lr * (1 - 0.5 * min(current, t_max) / t_max)
@@ -77,7 +80,7 @@ def test_table_has_one_column_per_group(spec_file: Path, capsys: pytest.CaptureF
 
 
 def test_curves_per_group_follow_the_schedule_and_steps_sets_the_run_length() -> None:
-    registry = optreg.Registry([_Plugin()], entry_points=False)
+    registry = optreg.Registry([_Plugin(), train_plugin], entry_points=False)
     spec = registry.parse_spec(SPEC.replace('type = "constant"', 'type = "halving_ramp"').format(extra=""))
     curves = lr_curves(spec, steps=100, count=11)
     assert curves.t_max == 100 and curves.units == "steps"
@@ -91,7 +94,7 @@ def test_curves_per_group_follow_the_schedule_and_steps_sets_the_run_length() ->
 
 def test_plot_writes_png_with_a_labelled_curve_per_group(spec_file: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib is in the core's test extra")
-    registry = optreg.Registry([_Plugin()], entry_points=False)
+    registry = optreg.Registry([_Plugin(), train_plugin], entry_points=False)
     spec = registry.parse_spec(SPEC.replace('type = "constant"', 'type = "halving_ramp"').format(extra=""))
     fig = figure(lr_curves(spec, steps=60))
     (ax,) = fig.axes
@@ -114,7 +117,7 @@ def test_missing_matplotlib_is_a_clear_error(
     out = tmp_path / "lr.png"
     assert main(["lr", str(spec_file), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "matplotlib" in err and "optreg[plot]" in err and "Traceback" not in err
+    assert "matplotlib" in err and "optreg-train[plot]" in err and "Traceback" not in err
     assert not out.exists()
     # The table needs no matplotlib.
     assert main(["lr", str(spec_file)]) == 0

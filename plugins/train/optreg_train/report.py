@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from optreg.train.loop import TRAIN_LOSS_WINDOW, RunResult
-from optreg.train.metrics import format_bytes
+from optreg_train.loop import TRAIN_LOSS_WINDOW, RunResult
+from optreg_train.metrics import format_bytes
 
 __all__ = ["ranking_table", "rank", "summary_table"]
 
