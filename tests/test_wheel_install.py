@@ -236,9 +236,6 @@ step_size = 2
 
 [parallelism]
 type = "acme_eager"
-
-[train]
-steps = 4
 """
 
 BUILD = """\

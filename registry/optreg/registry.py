@@ -306,7 +306,7 @@ class Registry:
         for (k, name), claims in sorted(self._claims.items()):
             owners = list({id(info): info for info, _ in claims}.values())
             if k == kind and len(owners) > 1:
-                out[name] = owners
+                out[name] = sorted(owners, key=lambda p: (p.distribution or "", p.name))
         return out
 
     def lookup(self, kind: str, name: str) -> type[Spec] | None:
