@@ -29,6 +29,7 @@ from optreg.specs import (
     ParallelismSpec,
     SchedulerSpec,
     Spec,
+    WrapperSpec,
     field,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "SchedulerSpec",
     "Spec",
     "SpecError",
+    "WrapperSpec",
     "__version__",
     "build_optimizer",
     "build_scheduler",

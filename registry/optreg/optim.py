@@ -1,4 +1,8 @@
-"""A small base class for optreg's own optimizers: closure handling and ``step_factor``.
+"""The toolbox for optimizer authors: a base class (closure, ``step_factor``, pickling), a wrapper
+base, and the helpers every optreg optimizer uses (scalars, devices, gates, validation, paths).
+
+Everything here is public and documented in docs/writing-plugins.md; plugins import it from here
+rather than keeping copies.
 
 ``step_factor`` is the skip-step capability: a 0-dim 0/1 tensor passed as
 ``optimizer.step(step_factor=t)``. With 1 the step is exactly the ordinary
@@ -13,19 +17,34 @@ updates by the factor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 __all__ = [
     "OptregOptimizer",
+    "Scratch",
+    "TakesGradNorm",
+    "TakesLoss",
     "WrappedOptimizer",
+    "accelerator_path",
     "as_scalar",
+    "check_betas",
+    "check_number",
+    "coef",
+    "commit_",
     "gate_grad",
+    "give_loss",
+    "group_device",
+    "host_scalars",
     "params_with_grads",
     "prepare_step_factor",
+    "refuse_complex",
     "scalar_dtype",
+    "use_foreach",
 ]
 
 
@@ -56,6 +75,189 @@ def params_with_grads(group: Mapping[str, Any]) -> list[torch.Tensor]:
             raise RuntimeError("sparse gradients are not supported by this optimizer")
         out.append(p)
     return out
+
+
+def group_device(group: Mapping[str, Any]) -> torch.device:
+    """The device of a param group's first parameter (CPU for an empty group)."""
+    return next((p.device for p in group["params"]), torch.device("cpu"))
+
+
+def commit_(dst: torch.Tensor, new: torch.Tensor, take: torch.Tensor | None) -> None:
+    """``dst <- new`` where the step is taken, ``dst`` unchanged where it is skipped; in place, no host sync.
+
+    ``take`` is the 0-dim bool tensor "the step is taken" (``step_factor != 0``), or ``None`` for a
+    plain step (then ``new`` is simply copied, or nothing happens when ``new is dst``). One meaning
+    everywhere: the argument says whether to take ``new``.
+    """
+    if take is None:
+        if new is not dst:
+            dst.copy_(new)
+        return
+    dst.copy_(torch.where(take, new, dst))
+
+
+# ---------------------------------------------------------------- host scalars
+
+#: Whether step coefficients for CPU tensors are read to Python floats (see :func:`coef`). The kit's
+#: host-sync check and tests of the accelerator code path turn it off with :func:`accelerator_path`.
+HOST_SCALARS_ON_CPU = True
+
+
+def host_scalars(device: torch.device) -> bool:
+    """Whether coefficients for tensors on ``device`` are Python floats (CPU) or stay 0-dim tensors."""
+    return HOST_SCALARS_ON_CPU and device.type == "cpu"
+
+
+def coef(value: torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """A coefficient for an elementwise op on ``like``: a Python float on CPU, the 0-dim tensor elsewhere.
+
+    On CPU reading a scalar waits for nothing, and the scalar overloads (``add_(x, alpha=)``,
+    ``addcmul_(x, y, value=)``) run in one pass with no temporary, where a tensor operand costs a
+    temporary the size of the parameter. On an accelerator the tensor keeps the step free of host
+    syncs. A plain step and one with ``step_factor = 1`` take the same path, so they agree bit for bit.
+    """
+    return float(value) if host_scalars(like.device) else value
+
+
+@contextlib.contextmanager
+def accelerator_path() -> Iterator[None]:
+    """Run the accelerator code path on CPU: coefficients stay tensors (for tests and the kit)."""
+    global HOST_SCALARS_ON_CPU
+    before = HOST_SCALARS_ON_CPU
+    HOST_SCALARS_ON_CPU = False
+    try:
+        yield
+    finally:
+        HOST_SCALARS_ON_CPU = before
+
+
+class Scratch:
+    """Reusable work buffers for CPU steps (a fresh large CPU tensor per op costs page faults).
+
+    ``get(like, slot)`` returns a tensor shaped like ``like`` whose contents are garbage, the same
+    memory each time for a (device, dtype, slot). On accelerators (whose caching allocators make
+    temporaries cheap) it allocates a new tensor. An optimizer keeps one in a ``TRANSIENT``
+    attribute: it is not state, and copies get their own.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
+
+    def get(self, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        if like.device.type != "cpu":
+            return torch.empty_like(like, memory_format=torch.contiguous_format)
+        key = (like.device, like.dtype, slot)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < like.numel():
+            buffer = self._buffers[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+        return buffer[: like.numel()].view(like.shape)
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
+# ---------------------------------------------------------------- validation and paths
+
+
+def _bound_text(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    from optreg.specs import describe_bounds
+
+    return describe_bounds(ge, gt, le, lt)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> None:
+    """Raise ``ValueError("<name> must be <bound>, got <value>")``, the message of a spec's bound, if out of range.
+
+    For an optimizer's constructor, so a direct Python user gets the same check and the same words as
+    a spec file. A 1-element tensor (a tensor LR) is accepted as is.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {tuple(value.shape)}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    ok = (ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le) and (
+        lt is None or value < lt
+    )
+    if not ok:
+        raise ValueError(f"{name} must be {_bound_text(ge, gt, le, lt)}, got {value!r}")
+
+
+def check_betas(betas: Sequence[Any], count: int | None = None, name: str = "betas") -> None:
+    """Each beta in [0, 1) (and ``count`` of them when given), with :func:`check_number`'s message."""
+    if count is not None and len(betas) != count:
+        raise ValueError(f"{name} must hold {count} numbers, got {len(betas)}")
+    for i, beta in enumerate(betas):
+        check_number(f"{name}[{i}]", beta, ge=0.0, lt=1.0)
+
+
+def use_foreach(foreach: bool | None, tensors: Iterable[torch.Tensor]) -> bool:
+    """The multi-tensor (``torch._foreach_*``) path or the per-tensor loop: one policy for every optimizer.
+
+    An explicit ``foreach`` wins. ``None`` picks the multi-tensor path only when every tensor is on an
+    accelerator: on CPU a per-tensor loop is faster than ``_foreach_*`` (measured: AdamW at 10M
+    params 24.6 ms loop vs 25.9 ms foreach; 72 vs 134 ms at 50M).
+    """
+    if foreach is not None:
+        return bool(foreach)
+    devices = {t.device.type for t in tensors}
+    return bool(devices) and "cpu" not in devices
+
+
+def refuse_complex(params: Iterable[Any], owner: str, why: str) -> None:
+    """Raise ``TypeError`` naming ``owner`` and ``why`` when any param is complex (call it at construction)."""
+    for p in params:
+        tensor = p[1] if isinstance(p, tuple) else p
+        if isinstance(tensor, torch.Tensor) and tensor.is_complex():
+            raise TypeError(f"{owner} does not support complex parameters ({why}); got one of dtype {tensor.dtype}")
+
+
+# ---------------------------------------------------------------- the loss of a step
+
+
+@runtime_checkable
+class TakesLoss(Protocol):
+    """An optimizer whose step uses the loss value (MoMo, skip-step, Mechanic's inner product...).
+
+    It takes the loss of ``step(closure)``'s closure, or ``latest_loss`` set before ``step()`` (a
+    tensor, so nothing is read back to the host), which the step consumes. Use :func:`give_loss` to
+    hand it over through wrappers.
+    """
+
+    latest_loss: Any
+
+
+@runtime_checkable
+class TakesGradNorm(Protocol):
+    """An optimizer that judges the gradient norm (skip-step): ``latest_grad_norm`` set before ``step()``.
+
+    A training loop that clips gradients passes the norm before clipping (``clip_grad_norm_``'s return).
+    """
+
+    latest_grad_norm: Any
+
+
+def give_loss(optimizer: torch.optim.Optimizer, loss: Any, *, grad_norm: Any = None) -> None:
+    """Hand the step's loss (and the gradient norm before clipping) to ``optimizer`` and every optimizer
+    it wraps (``.inner``) that takes them (:class:`TakesLoss`, :class:`TakesGradNorm`)."""
+    seen: set[int] = set()
+    current: Any = optimizer
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TakesLoss):
+            current.latest_loss = loss
+        if grad_norm is not None and isinstance(current, TakesGradNorm):
+            current.latest_grad_norm = grad_norm
+        current = getattr(current, "inner", None)
 
 
 def scalar_dtype(device: torch.device) -> torch.dtype:

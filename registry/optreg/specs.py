@@ -28,6 +28,8 @@ __all__ = [
     "ROLES",
     "SchedulerSpec",
     "Spec",
+    "WrapperSpec",
+    "describe_bounds",
     "field",
     "spec_fields",
 ]
@@ -46,6 +48,11 @@ class FieldValueError(ValueError):
         self.field = field
         self.index = index
         super().__init__(message)
+
+
+def describe_bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    """``>= 0``, ``in [0, 1)``...: how a bound reads in every message (specs and constructors alike)."""
+    return _describe_bound(ge, gt, le, lt)
 
 
 def _describe_bound(ge, gt, le, lt) -> str:
@@ -257,6 +264,34 @@ def _module_type() -> type:
     from torch import nn
 
     return nn.Module
+
+
+@attrs.frozen(kw_only=True)
+class WrapperSpec(OptimizerSpec):
+    """Base of specs that wrap any registered optimizer (``inner``): skip-step, Mechanic, schedule-free.
+
+    TOML gives ``inner`` as an ``[optimizer.inner]`` table with its own ``type``. Group overrides and
+    role routing refer to the innermost optimizer's options; ``CAPABILITIES`` lists what the wrapper
+    keeps of its inner optimizer's (``capabilities()`` is their intersection). Implement :meth:`wrap`.
+    """
+
+    inner: OptimizerSpec = field(doc="The wrapped optimizer (a table with its own `type`).")
+
+    def group_option_spec(self) -> OptimizerSpec:
+        return self.inner.group_option_spec()
+
+    def role_options(self, role: str) -> dict[str, Any] | None:
+        return self.inner.role_options(role)
+
+    def capabilities(self) -> frozenset[str]:
+        return self.inner.capabilities() & frozenset(type(self).CAPABILITIES)
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        return self.wrap(self.inner.create(param_groups, context), context)
+
+    def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
+        """The wrapper optimizer around the already built ``inner`` one."""
+        raise NotImplementedError(f"{type(self).__name__} must implement wrap()")
 
 
 @attrs.frozen(kw_only=True)

@@ -52,19 +52,15 @@ class IntsAndChoicesSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class WrapperSpec(OptimizerSpec):
+class WrapperSpec(optreg.WrapperSpec):
     """A wrapper holding any registered optimizer as `inner` (like skip-step or Mechanic)."""
 
     TYPE: ClassVar[str] = "wrapper"
 
-    inner: OptimizerSpec = field()
     patience: int = field(3, ge=0, per_group=False)
 
-    def group_option_spec(self) -> OptimizerSpec:
-        return self.inner
-
-    def create(self, param_groups, context):
-        return self.inner.create(param_groups, context)
+    def wrap(self, inner, context):
+        return inner
 
 
 @attrs.frozen(kw_only=True)

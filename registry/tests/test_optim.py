@@ -207,3 +207,102 @@ def test_as_scalar_is_a_float64_0_dim_tensor_on_cpu():
     assert from_float.dtype == from_tensor.dtype == torch.float64 == scalar_dtype(torch.device("cpu"))
     assert from_float.shape == from_tensor.shape == () and float(from_tensor) == 2.0
     assert scalar_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
+
+
+# ---------------------------------------------------------------- the toolbox
+
+
+def test_check_number_speaks_like_a_spec_bound():
+    from optreg.optim import check_betas, check_number
+
+    check_number("lr", 0.0, ge=0)
+    check_number("lr", torch.tensor(0.1), ge=0)  # a tensor LR is taken as is
+    with pytest.raises(ValueError, match=r"^lr must be >= 0, got -1\.0$"):
+        check_number("lr", -1.0, ge=0)
+    with pytest.raises(ValueError, match=r"^eps must be > 0, got 0$"):
+        check_number("eps", 0, gt=0)
+    with pytest.raises(ValueError, match=r"must be a finite number, got nan"):
+        check_number("lr", float("nan"), ge=0)
+    with pytest.raises(ValueError, match=r"must be a finite number, got True"):
+        check_number("lr", True, ge=0)
+    with pytest.raises(ValueError, match=r"^betas\[1\] must be in \[0\.0, 1\.0\), got 1\.0$"):
+        check_betas((0.9, 1.0))
+    with pytest.raises(ValueError, match="must hold 3 numbers, got 2"):
+        check_betas((0.9, 0.99), count=3)
+
+
+def test_use_foreach_policy():
+    from optreg.optim import use_foreach
+
+    cpu = [torch.zeros(2)]
+    assert use_foreach(None, cpu) is False, "on CPU the per-tensor loop is faster"
+    assert use_foreach(True, cpu) is True and use_foreach(False, cpu) is False
+    assert use_foreach(None, []) is False
+    meta = [torch.empty(2, device="meta")]
+    assert use_foreach(None, meta) is True
+
+
+def test_commit_takes_the_new_values_only_where_the_step_is_taken():
+    from optreg.optim import commit_
+
+    dst = torch.tensor([1.0, 2.0])
+    commit_(dst, torch.tensor([5.0, float("nan")]), torch.tensor(False))
+    assert dst.tolist() == [1.0, 2.0]
+    commit_(dst, torch.tensor([5.0, 6.0]), torch.tensor(True))
+    assert dst.tolist() == [5.0, 6.0]
+    commit_(dst, torch.tensor([7.0, 8.0]), None)
+    assert dst.tolist() == [7.0, 8.0]
+
+
+def test_coef_is_a_float_on_cpu_and_a_tensor_on_the_accelerator_path():
+    from optreg.optim import accelerator_path, coef, host_scalars
+
+    value, like = torch.tensor(0.5, dtype=torch.float64), torch.zeros(3)
+    assert coef(value, like) == 0.5 and isinstance(coef(value, like), float) and host_scalars(like.device)
+    with accelerator_path():
+        assert coef(value, like) is value and not host_scalars(like.device)
+    assert isinstance(coef(value, like), float), "the switch is restored"
+
+
+def test_scratch_reuses_one_buffer_per_slot_on_cpu():
+    from optreg.optim import Scratch
+
+    scratch = Scratch()
+    a = scratch.get(torch.zeros(4, 3))
+    b = scratch.get(torch.zeros(2, 2))
+    assert a.shape == (4, 3) and b.shape == (2, 2) and a.data_ptr() == b.data_ptr()
+    assert scratch.get(torch.zeros(2), slot=1).data_ptr() != a.data_ptr()
+
+
+class LossTaker(GatedSGD):
+    def __init__(self, params):
+        super().__init__(params)
+        self.latest_loss = None
+        self.latest_grad_norm = None
+
+
+def test_give_loss_reaches_the_optimizers_that_take_it_through_wrappers():
+    from optreg.optim import TakesGradNorm, TakesLoss, give_loss
+
+    inner = LossTaker([torch.nn.Parameter(torch.zeros(2))])
+    outer = Lookahead(inner)
+    assert isinstance(inner, TakesLoss) and isinstance(inner, TakesGradNorm) and not isinstance(outer, TakesLoss)
+    loss, norm = torch.tensor(3.0), torch.tensor(2.0)
+    give_loss(outer, loss, grad_norm=norm)
+    assert inner.latest_loss is loss and inner.latest_grad_norm is norm
+    assert not hasattr(outer, "latest_loss")
+
+
+def test_refuse_complex_names_the_optimizer_and_why():
+    from optreg.optim import refuse_complex
+
+    refuse_complex([torch.zeros(2)], "X", "why")
+    with pytest.raises(TypeError, match=r"X does not support complex parameters \(it orthogonalizes\)"):
+        refuse_complex([("w", torch.zeros(2, dtype=torch.complex64))], "X", "it orthogonalizes")
+
+
+def test_group_device():
+    from optreg.optim import group_device
+
+    assert group_device({"params": []}) == torch.device("cpu")
+    assert group_device({"params": [torch.empty(1, device="meta")]}).type == "meta"
