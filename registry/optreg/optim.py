@@ -273,6 +273,10 @@ def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
     return torch.full((), float(value), dtype=dtype, device=device)
 
 
+def _after_load(optimizer: Any) -> None:
+    optimizer._after_load_state_dict()
+
+
 class OptregOptimizer(torch.optim.Optimizer):
     """Base of optreg optimizers: ``step(closure=None, *, step_factor=None)`` per PyTorch conventions.
 
@@ -290,8 +294,20 @@ class OptregOptimizer(torch.optim.Optimizer):
     #: Instance attributes that are work buffers or caches: not pickled, rebuilt by :meth:`_init_transient`.
     TRANSIENT: tuple[str, ...] = ()
 
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+        self._register_internal_hooks()
+
     def _init_transient(self) -> None:
         """(Re)create the attributes named in ``TRANSIENT`` (after unpickling, and from ``__init__``)."""
+
+    def _after_load_state_dict(self) -> None:
+        """Runs after torch loaded a state dict and before the user's post-hooks: fix up what torch's load
+        changed (e.g. state it cast to the param's dtype that you keep in another). Override as needed."""
+
+    def _register_internal_hooks(self) -> None:
+        # torch pickles no hooks: registered again after unpickling (see __setstate__)
+        self.register_load_state_dict_post_hook(_after_load, prepend=True)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -304,6 +320,7 @@ class OptregOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._register_internal_hooks()
         self._init_transient()
 
     @torch.no_grad()

@@ -159,7 +159,7 @@ class Registry:
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                info.error = f"import failed: {type(exc).__name__}: {exc}"
+                info.error = f"import failed: {type(exc).__name__}: {exc}{_where(exc)}"
                 self.plugins.append(info)
                 continue
             self._add(plugin, info)
@@ -452,6 +452,17 @@ class Registry:
     def __repr__(self) -> str:
         counts = ", ".join(f"{len(self._classes[k])} {k}" for k in KINDS)
         return f"<optreg.Registry {counts}; {len(self.plugins)} plugins>"
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file:line)``: the innermost frame of the failing import outside Python's import machinery."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename
+              and not f.filename.startswith("<frozen") and f.filename != __file__]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}:{exc.lineno})"
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _hashable(plugin: Any, name: str) -> Any:

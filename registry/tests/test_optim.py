@@ -306,3 +306,31 @@ def test_group_device():
 
     assert group_device({"params": []}) == torch.device("cpu")
     assert group_device({"params": [torch.empty(1, device="meta")]}).type == "meta"
+
+
+class KeepsFp32Buffer(GatedSGD):
+    """Keeps a float32 buffer under bf16 params: torch's load casts it to bf16, the fix-up restores it."""
+
+    def _step_group(self, group, step_factor, loss):
+        for p in group["params"]:
+            self.state[p].setdefault("buffer", torch.full(p.shape, 1 / 3, dtype=torch.float32))
+
+    def _after_load_state_dict(self):
+        for state in self.state.values():
+            state["buffer"] = state["buffer"].float()
+
+
+def test_after_load_runs_before_the_users_post_hooks_and_survives_pickling():
+    import pickle
+
+    p = torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))
+    opt = KeepsFp32Buffer([p])
+    opt.step()
+    saved = opt.state_dict()
+    for target in (KeepsFp32Buffer([p]), pickle.loads(pickle.dumps(opt))):
+        seen: list[torch.dtype] = []
+        target.register_load_state_dict_post_hook(
+            lambda o, seen=seen: seen.append(next(iter(o.state.values()))["buffer"].dtype)
+        )
+        target.load_state_dict(saved)
+        assert seen == [torch.float32], "the user's post-hook must see the state after the fix-up"

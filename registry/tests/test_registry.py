@@ -99,6 +99,7 @@ def test_installed_plugins_load_and_broken_ones_are_isolated(site):
     broken = plugins["brokenfam"]
     assert broken.distribution == "optreg-brokenfam" and broken.version == "0.0.1"
     assert "import failed: ImportError: libbroken.so" in broken.error
+    assert f"(at {site / 'brokenfam_plugin.py'}:1)" in broken.error, "the error names the file and line"
     clash = plugins["clashfam"]
     assert clash.error is None and clash.clashes == ["optimizer sgd"], "a clash loads both plugins, neither wins"
     assert plugins["builtins"].clashes == ["optimizer sgd"]
