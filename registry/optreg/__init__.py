@@ -24,6 +24,7 @@ from optreg.specs import (
     ROLES,
     BuildContext,
     FieldValueError,
+    FieldValueErrors,
     GroupOverride,
     OptimizerSpec,
     ParallelismSpec,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BuildContext",
     "FieldValueError",
+    "FieldValueErrors",
     "GroupOverride",
     "OptimizerSpec",
     "ParallelismSpec",

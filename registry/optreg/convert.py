@@ -26,6 +26,7 @@ from optreg.errors import format_path
 from optreg.runspec import RunSpec
 from optreg.specs import (
     FieldValueError,
+    FieldValueErrors,
     OptimizerSpec,
     ParallelismSpec,
     SchedulerSpec,
@@ -83,6 +84,8 @@ def flatten_errors(exc: BaseException, prefix: Path = ()) -> list[tuple[Path, st
                     step = (note.index,)
             out += flatten_errors(sub, prefix + step)
         return out
+    if isinstance(exc, FieldValueErrors):
+        return [e for sub in exc.errors for e in flatten_errors(sub, prefix)]
     if isinstance(exc, FieldValueError):
         extra: Path = (exc.field,) + ((exc.index,) if exc.index is not None else ())
         return [(prefix + extra, str(exc))]
@@ -411,6 +414,22 @@ def _mapping_hook(conv: cattrs.Converter, tp: Any) -> Callable[[Any, Any], dict]
     return structure
 
 
+def _field_validator_errors(fields: Sequence[attrs.Attribute], values: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Every field's own validators (bounds) run on its value alone, so all bound errors are reported at
+    once, beside the type errors; cross-field checks run when the instance is built."""
+    errors: list[tuple[Path, str]] = []
+    for f in fields:
+        if f.validator is None or f.name not in values:
+            continue
+        try:
+            f.validator(None, f, values[f.name])
+        except (FieldValueError, FieldValueErrors) as exc:
+            errors += flatten_errors(exc)
+        except Exception:  # noqa: BLE001 - a validator that needs the instance runs when it is built
+            pass
+    return errors
+
+
 def _class_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
     fields = spec_fields(cls)
     hints = field_types(cls)
@@ -441,11 +460,12 @@ def _class_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
                     errors += flatten_errors(exc, (f.name,))
             elif f.default is attrs.NOTHING:
                 errors.append(((f.name,), f"required key is missing: expected {describe_type(hints[f.name])}"))
+        errors += _field_validator_errors(fields, kwargs)
         if errors:
             raise StructureErrors(errors)
         try:
             instance = cls(**kwargs)
-        except FieldValueError as exc:
+        except (FieldValueError, FieldValueErrors) as exc:
             raise StructureErrors(flatten_errors(exc)) from None
         except (ValueError, TypeError) as exc:
             raise _fail(str(exc)) from None

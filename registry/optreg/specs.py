@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BuildContext",
     "FieldValueError",
+    "FieldValueErrors",
     "GroupOverride",
     "OptimizerSpec",
     "ParallelismSpec",
@@ -48,6 +49,14 @@ class FieldValueError(ValueError):
         self.field = field
         self.index = index
         super().__init__(message)
+
+
+class FieldValueErrors(ValueError):
+    """Several field problems at once (a cross-field check that finds more than one): each is reported."""
+
+    def __init__(self, errors: list[FieldValueError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e.field}: {e}" for e in self.errors))
 
 
 def describe_bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
@@ -83,15 +92,21 @@ def _bounds_validator(ge, gt, le, lt) -> Callable[[Any, attrs.Attribute, Any], N
             raise FieldValueError(name, f"must be {description}, got {value!r}", index)
 
     def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                if isinstance(item, (tuple, list)):
-                    for inner in item:
-                        check_one(attribute.name, inner, i)
-                else:
-                    check_one(attribute.name, item, i)
-        else:
+        if not isinstance(value, (tuple, list)):
             check_one(attribute.name, value, None)
+            return
+        problems = []  # every element out of range is reported, not only the first
+        for i, item in enumerate(value):
+            for inner in item if isinstance(item, (tuple, list)) else (item,):
+                try:
+                    check_one(attribute.name, inner, i)
+                except FieldValueError as exc:
+                    problems.append(exc)
+                    break
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise FieldValueErrors(problems)
 
     return validate
 

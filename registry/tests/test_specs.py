@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
+import attrs
 import pytest
-from support import IntsAndChoicesSpec, TorchAdamSpec, WrapperSpec, make_registry
+from support import IntsAndChoicesSpec, TorchAdamSpec, WrapperSpec, make_registry, plugin_with
 
 import optreg
 from optreg import RunSpec, SpecError, dump_spec
@@ -112,7 +114,38 @@ def test_every_error_is_reported(reg):
     err = error_of(reg, '[optimizer]\ntype = "torch_adam"\nlr = "x"\neps = -1.0\nbogus = 1\n[run]\nsteps = 0\n')
     paths = {p for p, _ in err.errors}
     assert {"$.optimizer.lr", "$.optimizer.bogus", "$.run.steps"} <= paths
+    assert "$.optimizer.eps" in paths, "a bound error is reported beside the type errors, not after they are fixed"
     assert "errors in spec" in str(err)
+
+
+def test_every_bound_error_is_reported_at_once(reg):
+    err = error_of(reg, '[optimizer]\ntype = "torch_adam"\nlr = -1.0\neps = 0.0\nbetas = [1.5, -0.1]\n')
+    assert {p for p, _ in err.errors} == {
+        "$.optimizer.lr", "$.optimizer.eps", "$.optimizer.betas[0]", "$.optimizer.betas[1]"
+    }
+
+
+def test_a_cross_field_check_can_report_several_problems():
+    @attrs.frozen(kw_only=True)
+    class Window(optreg.OptimizerSpec):
+        TYPE: ClassVar[str] = "window_test"
+        low: int = optreg.field(0)
+        high: int = optreg.field(10)
+        width: int = optreg.field(5)
+
+        def __attrs_post_init__(self):
+            problems = []
+            if self.low > self.high:
+                problems.append(optreg.FieldValueError("low", f"must be <= high ({self.high}), got {self.low}"))
+            if self.width > self.high - self.low:
+                problems.append(optreg.FieldValueError("width", "must fit between low and high"))
+            if problems:
+                raise optreg.FieldValueErrors(problems)
+
+    registry = optreg.Registry(plugins=[plugin_with(Window)], entry_points=False)
+    with pytest.raises(optreg.SpecError) as info:
+        registry.optimizer_spec({"type": "window_test", "low": 20})
+    assert {p for p, _ in info.value.errors} == {"$.low", "$.width"}
 
 
 def test_toml_syntax_error_has_line_and_column(reg):
