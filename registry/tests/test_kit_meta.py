@@ -16,7 +16,7 @@ from optreg.testing import OptimizerCase, OptimizerConformance, SchedulerCase, S
 class FlawedSGD(torch.optim.Optimizer):
     """Momentum SGD with one deliberate flaw (or none)."""
 
-    def __init__(self, params, lr, weight_decay=0.0, maximize=False, foreach=None, flaw=""):
+    def __init__(self, params, lr=0.02, weight_decay=0.0, maximize=False, foreach=None, flaw=""):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize, foreach=foreach,
                                       flaw=flaw))
         self.hidden = {}
@@ -96,6 +96,13 @@ class FlawedSGD(torch.optim.Optimizer):
         return loss
 
 
+class DriftedDefaults(FlawedSGD):
+    """Its constructor's default LR drifted away from the spec's."""
+
+    def __init__(self, params, lr=0.01, **kwargs):
+        super().__init__(params, lr=lr, **kwargs)
+
+
 def make_spec(name, flaw):
     @attrs.frozen(kw_only=True)
     class Spec(optreg.OptimizerSpec):
@@ -107,14 +114,15 @@ def make_spec(name, flaw):
         foreach: bool | None = optreg.field(None, per_group=False)
 
         def create(self, groups, context):
-            return FlawedSGD(groups, flaw=flaw, **self.optimizer_kwargs())
+            cls = DriftedDefaults if flaw == "drifted_default" else FlawedSGD
+            return cls(groups, flaw=flaw, **self.optimizer_kwargs())
 
     return Spec
 
 
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
-         "conj", "raw_add_group", "skips_hooks", "ignores_maximize"]
+         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default"]
 
 
 @attrs.frozen(kw_only=True)
@@ -207,6 +215,7 @@ EXPECTED = {
     "test_add_param_group_then_step": {"raw_add_group"},
     "test_state_dict_hooks_fire": {"skips_hooks"},
     "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
+    "test_spec_defaults_agree_with_the_optimizer": {"drifted_default"},
 }
 
 

@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 import torch
 from torch import nn
@@ -321,6 +322,17 @@ def _bad_values(tp: Any) -> list[Any]:
     return []
 
 
+def _normalized(value: Any) -> Any:
+    """Defaults compared as values: tuples and lists alike, ints and floats alike."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalized(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return value
+
+
 def _all_subclasses(cls: type) -> list[type]:
     out = []
     for sub in cls.__subclasses__():
@@ -579,6 +591,35 @@ class OptimizerConformance(_SpecChecks):
         assert returned is not None and torch.equal(torch.as_tensor(returned), produced[-1].detach()), (
             "step(closure) must return the closure's loss"
         )
+
+    # -- one source of defaults
+
+    def test_spec_defaults_agree_with_the_optimizer(self, case: OptimizerCase) -> None:
+        """A spec field and the optimizer constructor's argument of the same name have the same default.
+
+        A user of the Python class and a user of a TOML file must get the same optimizer for the same
+        (omitted) options; a default declared twice drifts.
+        """
+        import inspect
+
+        self._skip_if(case, "defaults")
+        spec = self.spec_of(case.spec)
+        optimizer = self.build(case, TinyRegression())
+        parameters = inspect.signature(type(optimizer).__init__).parameters
+        compared, differ = 0, []
+        for f in spec_fields(type(spec)):
+            if not f.metadata.get("kwarg", True) or f.default is attrs.NOTHING or f.name not in parameters:
+                continue
+            arg = parameters[f.name].default
+            if arg is inspect.Parameter.empty:
+                continue
+            default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default  # type: ignore[arg-type]
+            compared += 1
+            if _normalized(default) != _normalized(arg):
+                differ.append(f"{f.name}: spec {default!r}, {type(optimizer).__name__}.__init__ {arg!r}")
+        assert not differ, "defaults declared twice disagree: " + "; ".join(differ)
+        if not compared:
+            pytest.skip(f"{type(optimizer).__name__}.__init__ shares no defaulted argument with the spec")
 
     # -- copies
 
