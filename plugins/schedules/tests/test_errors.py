@@ -80,6 +80,8 @@ def test_missing_t_max_is_a_spec_error(spec) -> None:
         {"type": "warmup_cosine_decay", "warmup_steps": 10, "decay_steps": 100},
         {"type": "sequential", "durations": [10], "schedules": [{"type": "wsd", "warmup_steps": 1, "decay_steps": 5},
                                                                  {"type": "constant"}]},
+        {"type": "composable", "stages": [{"duration": 5, "start_lr": 0.0, "end_lr_fraction": 1.0},
+                                          {"duration": 20, "shape": "cosine", "end_lr_fraction": 0.1}]},
     ],
 )
 def test_schedules_without_a_length_build_without_t_max(spec) -> None:
