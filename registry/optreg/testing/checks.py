@@ -353,9 +353,12 @@ def _import_sibling_suites(suite: type) -> None:
         spec = importlib.util.spec_from_file_location(f"_optreg_kit_sibling_{path.stem}", path)
         if spec is None or spec.loader is None:
             continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # keeps its suite classes alive (__subclasses__ holds them weakly)
         try:
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            spec.loader.exec_module(module)
         except Exception:  # noqa: BLE001 - a module that fails to import is reported by pytest itself
+            sys.modules.pop(spec.name, None)
             continue
 
 
