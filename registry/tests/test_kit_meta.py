@@ -77,6 +77,9 @@ class FlawedSGD(torch.optim.Optimizer):
                     buf.mul_(coefficient).add_(g)
                     p.add_(buf, alpha=sign * lr)
                     p.mul_(1 - lr * group["weight_decay"])
+                elif flaw == "sign_freeze" and step_factor is None:
+                    buf.mul_(momentum).add_(g)
+                    p.add_(torch.sign(buf), alpha=sign * lr * 0.1)  # sign(NaN) is 0: the coordinate freezes
                 elif step_factor is None or flaw == "leaky_skip":
                     buf.mul_(momentum).add_(g)
                     p.add_(buf, alpha=sign * lr)
@@ -114,7 +117,7 @@ def make_spec(name, flaw):
 
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
-         "conj", "raw_add_group", "skips_hooks", "ignores_maximize"]
+         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "sign_freeze"]
 
 
 @attrs.frozen(kw_only=True)
@@ -207,6 +210,7 @@ EXPECTED = {
     "test_add_param_group_then_step": {"raw_add_group"},
     "test_state_dict_hooks_fire": {"skips_hooks"},
     "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
+    "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
 }
 
 

@@ -110,6 +110,7 @@ class TestNoOp(OptimizerConformance):
                 "bf16": NEVER_MOVES,
                 "group_overrides": NEVER_MOVES,
                 "add_param_group": NEVER_MOVES + "; test_noop_add_param_group checks the added group is tracked",
+                "non_finite": NEVER_MOVES,
             },
         ),
     ]

@@ -37,6 +37,7 @@ CHECKS = frozenset(
         "add_param_group",
         "state_dict_hooks",
         "maximize",
+        "non_finite",
     }
 )
 
