@@ -40,7 +40,7 @@ from optreg.testing import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-CORE_PAGES = ("index.md", "spec-format.md", "cli.md", "training.md", "writing-plugins.md")
+CORE_PAGES = ("index.md", "spec-format.md", "cli.md", "training.md", "writing-plugins.md", "numerics.md")
 
 
 def _read(name: str) -> str:

@@ -35,6 +35,7 @@ CORE_PAGES = [
     ("Command line", "cli.md"),
     ("Training and comparing", "training.md"),
     ("Writing plugins", "writing-plugins.md"),
+    ("Numerics", "numerics.md"),
 ]
 #: Family pages in this order first; any other docs/*.md follows alphabetically.
 FAMILY_ORDER = ["adam", "sign", "muon", "paramfree", "schedulefree", "skipstep", "schedules", "parallel"]

@@ -77,6 +77,9 @@ class FlawedSGD(torch.optim.Optimizer):
                     buf.mul_(coefficient).add_(g)
                     p.add_(buf, alpha=sign * lr)
                     p.mul_(1 - lr * group["weight_decay"])
+                elif flaw == "sign_freeze" and step_factor is None:
+                    buf.mul_(momentum).add_(g)
+                    p.add_(torch.sign(buf), alpha=sign * lr * 0.1)  # sign(NaN) is 0: the coordinate freezes
                 elif step_factor is None or flaw == "leaky_skip":
                     buf.mul_(momentum).add_(g)
                     p.add_(buf, alpha=sign * lr)
@@ -122,7 +125,7 @@ def make_spec(name, flaw):
 
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
-         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default"]
+         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze"]
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +219,7 @@ EXPECTED = {
     "test_state_dict_hooks_fire": {"skips_hooks"},
     "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
     "test_spec_defaults_agree_with_the_optimizer": {"drifted_default"},
+    "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
 }
 
 

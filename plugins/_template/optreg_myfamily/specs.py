@@ -59,8 +59,10 @@ class MyfamilyLinearSpec(optreg.SchedulerSpec):
             raise optreg.FieldValueError("warmup", f"must be <= t_max ({self.t_max}), got {self.warmup}")
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+        t_max = self.t_max if self.t_max is not None else t_max  # the spec's own t_max wins, as in its scheduler
         if t_max is None:
             raise ValueError(f"{self.TYPE} needs t_max")
+        current = max(current, 0)  # before the start: the LR at 0, never a negative one
         if current < self.warmup:
             return initial_lr * current / self.warmup
         if current >= t_max:

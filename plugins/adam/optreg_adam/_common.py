@@ -20,6 +20,7 @@ import torch
 __all__ = [
     "as_scalar",
     "gate",
+    "real_view",
     "round_to_bf16_stochastic",
     "supports_fused_adam",
 ]
@@ -32,6 +33,15 @@ def as_scalar(value: Number, device: torch.device, dtype: torch.dtype = torch.fl
     if isinstance(value, torch.Tensor):
         return value.reshape(()).to(device=device, dtype=dtype, non_blocking=True)
     return torch.tensor(float(value), device=device, dtype=dtype)
+
+
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or for a complex tensor its real view ``(..., 2)`` sharing its storage.
+
+    The family steps a complex param as its real and imaginary parts, two independent real
+    coordinates (optax's ``split_real_and_imaginary``; what ``torch.optim.Adam`` does).
+    """
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def gate(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from optreg_adam import functional as F
-from optreg_adam.base import FamilyOptimizer, check_hparams, state_dtype_of
+from optreg_adam._common import real_view
+from optreg_adam.base import FamilyOptimizer, check_hparams, moment_zeros
 
 __all__ = ["Adam", "AdamW"]
 
@@ -23,6 +24,9 @@ class Adam(FamilyOptimizer):
     ``"bfloat16"`` keeps ``exp_avg``/``exp_avg_sq`` in bf16 with unbiased
     stochastic rounding; ``"float32"`` keeps fp32 state under bf16/fp16 params.
     ``step(step_factor=t)`` gates the step by a 0/1 tensor without a host sync.
+    Complex params are stepped as their ``torch.view_as_real`` on every path (as
+    ``torch.optim.Adam`` does), with complex moments (or, with ``state_dtype``, real
+    moments of the real view's shape).
     """
 
     decoupled = False
@@ -63,11 +67,10 @@ class Adam(FamilyOptimizer):
                 group.setdefault(key, value)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
-        dtype = state_dtype_of(p, group["state_dtype"])
-        state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+        state["exp_avg"] = moment_zeros(p, group["state_dtype"])
+        state["exp_avg_sq"] = moment_zeros(p, group["state_dtype"])
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+            state["max_exp_avg_sq"] = moment_zeros(p, group["state_dtype"])
 
     def impl_for(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]) -> str:
         """Which path a group takes: ``fused``, ``foreach``, ``single`` or ``compiled``."""
@@ -90,12 +93,16 @@ class Adam(FamilyOptimizer):
             for _p, s in zip(params, states):
                 if "max_exp_avg_sq" not in s:
                     s["max_exp_avg_sq"] = torch.zeros_like(s["exp_avg_sq"], memory_format=torch.preserve_format)
+        salts = [self.salt(p) for p in params]
+        moments = [[s[key] for s in states] for key in ("exp_avg", "exp_avg_sq")]
+        moments.append([s["max_exp_avg_sq"] for s in states] if amsgrad else [])
+        if any(p.is_complex() for p in params):  # every path (the fused kernel too) steps the real views
+            params, grads = [real_view(p) for p in params], [real_view(g) for g in grads]
+            moments = [[real_view(t) for t in ts] for ts in moments]
         F.adamw(
             params,
             grads,
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+            *moments,
             [s["step"] for s in states],
             lr=group["lr"],
             beta1=beta1,
@@ -107,7 +114,7 @@ class Adam(FamilyOptimizer):
             step_factor=step_factor,
             decoupled=self.decoupled,
             impl=self.impl_for(group, params, grads),  # type: ignore[arg-type]
-            salts=[self.salt(p) for p in params],
+            salts=salts,
             stochastic_rounding=group["state_dtype"] == "bfloat16",
         )
 

@@ -6,6 +6,10 @@ per-tensor kernel from :mod:`optreg_adam.kernels` over the params, eagerly or,
 with ``compile=True``, through ``torch.compile`` (dynamic shapes on flattened
 views: one graph serves every param size; a few tensors per compiled call, see
 :func:`optreg.compiling.run_compiled`).
+
+Every update here is elementwise, so a complex param is stepped as its real view
+(``torch.view_as_real`` of the param, its gradient and its complex state buffers: real and
+imaginary parts are independent coordinates, optax's ``split_real_and_imaginary``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import torch
 
 from optreg.compiling import can_flatten, flat, run_compiled
 from optreg_adam import kernels as K
-from optreg_adam._common import as_scalar
-from optreg_adam.base import FamilyOptimizer, check_hparams
+from optreg_adam._common import as_scalar, real_view
+from optreg_adam.base import FamilyOptimizer, check_hparams, moment_zeros, scalar_state_dtype
 
 __all__ = ["ACProp", "ADOPT", "AdEMAMix", "LaProp", "Madam", "SimplifiedAdEMAMix"]
 
@@ -59,12 +63,12 @@ class _Ctx:
         """Store ``values`` (one per param) as the per-param state ``key``; returns them as stored (float64).
 
         Scalar state is updated here, per group, rather than inside the per-tensor kernels: a compiled
-        kernel would redo that scalar arithmetic for every vector of elements.
+        kernel would redo that scalar arithmetic for every vector of elements. Each entry keeps its
+        own dtype (float32, or float64 under float64 params).
         """
-        stored = values.to(self.states[0][key].dtype)
-        for state, value in zip(self.states, stored.unbind(0)):
+        for state, value in zip(self.states, values.unbind(0)):
             state[key].copy_(value)
-        return stored.to(F64)
+        return self.scalar_state(key)
 
     def sf_or_one(self) -> torch.Tensor:
         return self.one if self.sf is None else self.sf
@@ -80,16 +84,16 @@ class _PerTensorOptimizer(FamilyOptimizer):
     kernel: Callable[..., None]
     #: State tensors shaped like the param, in kernel order.
     buffers: tuple[str, ...] = ()
-    #: 0-dim per-param state tensors (float32), updated by ``_scalars`` (see ``_Ctx.store_scalar_state``).
+    #: 0-dim per-param state tensors (float32, or the param's dtype if wider), updated by ``_scalars``
+    #: (see ``_Ctx.store_scalar_state``).
     scalar_state: tuple[str, ...] = ()
     moment_keys = ()
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         for key in self.buffers:
-            state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state[key] = moment_zeros(p)
         for key in self.scalar_state:
-            # float32 like `step`: torch's load_state_dict casts non-step state to the param dtype anyway
-            state[key] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state[key] = torch.zeros((), dtype=scalar_state_dtype(p), device=p.device)
 
     def _scalars(self, group: dict[str, Any], ctx: _Ctx) -> tuple[tuple, tuple, tuple]:
         """``(shared 0-dim tensors, per-param vectors, python constants)`` in kernel order."""
@@ -112,7 +116,8 @@ class _PerTensorOptimizer(FamilyOptimizer):
         kernel = type(self).kernel
         to_compile = []
         for i, (p, g, state) in enumerate(zip(params, grads, states)):
-            bufs = [state[k] for k in self.buffers]
+            p, g = real_view(p), real_view(g)  # complex: step the real and imaginary parts
+            bufs = [real_view(state[k]) for k in self.buffers]
             per_param = [c[i] for c in columns]
             if use_compile and can_flatten(p, g, *bufs):
                 to_compile.append((flat(p), flat(g), *(flat(b) for b in bufs),
@@ -313,13 +318,30 @@ class LaProp(_PerTensorOptimizer):
 # ---------------------------------------------------------------- ACProp
 
 
+#: The values of ACProp's ``centering`` option.
+ACPROP_CENTERING = ("updated", "previous")
+
+
 class ACProp(_PerTensorOptimizer):
     """ACProp (Zhuang et al. 2021, arXiv:2110.05454): asynchronous centering.
 
-    The step is ``g_t / sqrt(s_{t-1})``: the denominator is the *centred* second moment
-    ``EMA((g - m)**2)`` of the previous steps (asynchronous: independent of ``g_t``). The first
-    step is an SGD step. ``momentum_update = true`` uses ``m_t/bc1`` as the numerator.
-    Weight decay is decoupled.
+    The step divides by the *centred* second moment of the previous steps (asynchronous: the
+    denominator does not depend on ``g_t``). With ``g`` the gradient (negated when maximizing),
+    ``bc1 = 1 - b1**t`` and ``s_0 = 0``, step ``t`` is::
+
+        m_t = b1*m_{t-1} + (1 - b1)*g_t
+        t = 1:  p -= lr * m_1/bc1                                  (an SGD step: m_1/bc1 = g_1)
+        t > 1:  s' = s_{t-1} + eps
+                p -= lr * n_t / (sqrt(s' / (1 - b2**(t-1))) + eps)
+                    with n_t = g_t, or m_t/bc1 when momentum_update
+        s_t = b2*s' + (1 - b2)*(g_t - c)**2                         (s' = s_{t-1} at t = 1)
+        p *= 1 - lr*wd  (decoupled, before the step)
+
+    ``centering`` chooses ``c``: ``"updated"`` (default) centres on ``m_t``, as the paper and
+    the authors' code (github.com/juntang-zhuang/ACProp-Optimizer); ``"previous"`` centres on
+    ``m_{t-1}``, as ``optax.contrib.acprop``. ``eps`` is both optax's ``eps`` and its
+    ``eps_root`` (optax adds ``eps_root`` after the EMA, which gives the same denominators:
+    optax's ``nu_{t-1}`` is ``s_{t-1} + eps`` here). optax's first step is ``g/(1 + eps)``.
     """
 
     kernel = staticmethod(K.acprop_)
@@ -327,9 +349,16 @@ class ACProp(_PerTensorOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-16, weight_decay: float = 0.0, *, momentum_update: bool = False,
-                 maximize: bool = False, compile: bool = False) -> None:
+                 centering: str = "updated", maximize: bool = False, compile: bool = False) -> None:
+        if centering not in ACPROP_CENTERING:
+            raise ValueError(f"centering must be one of {ACPROP_CENTERING}, got {centering!r}")
         super().__init__(params, _defaults(lr, betas, eps, weight_decay, momentum_update=momentum_update,
-                                           maximize=maximize, compile=compile))
+                                           centering=centering, maximize=maximize, compile=compile))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("centering", "updated")  # checkpoints from before the option
 
     def _scalars(self, group, ctx):
         beta1, beta2 = group["betas"]
@@ -348,7 +377,7 @@ class ACProp(_PerTensorOptimizer):
             later_f * (1.0 - momentum),  # c_g
             torch.where(first, ctx.one, ctx.const(momentum)) / bc1,  # c_m
         )
-        return shared, vectors, (1.0 - beta2, group["maximize"])
+        return shared, vectors, (1.0 - beta2, group["centering"] == "previous", group["maximize"])
 
 
 # ---------------------------------------------------------------- Madam

@@ -1,16 +1,28 @@
-"""The shared optimizer skeleton of the family: argument checks, lazy state, gathering a group's tensors."""
+"""The shared optimizer skeleton of the family: argument checks, lazy state, gathering a group's tensors.
+
+Complex parameters are stepped as their real view (``torch.view_as_real``: the real and imaginary
+parts are two independent real coordinates, optax's ``split_real_and_imaginary``), which is what
+``torch.optim.Adam`` does. Moment buffers of a complex param are complex tensors (torch's layout),
+or, when the group asks for a ``state_dtype``, real tensors of the real view's shape ``(..., 2)``
+in that dtype (there is no complex bfloat16).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 import torch
 
 from optreg.optim import OptregOptimizer
+from optreg_adam._common import real_view
 
-__all__ = ["FamilyOptimizer", "check_hparams"]
+__all__ = ["FamilyOptimizer", "check_hparams", "moment_zeros", "real_view", "scalar_state_dtype", "state_dtype_of"]
+
+_STATE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def check_hparams(**values: Any) -> None:
@@ -31,6 +43,40 @@ def check_hparams(**values: Any) -> None:
             raise ValueError(f"Invalid {name} value: {value!r} (must be a finite number >= 0)")
 
 
+def _real_dtype(p: torch.Tensor) -> torch.dtype:
+    return p.real.dtype if p.is_complex() else p.dtype
+
+
+def state_dtype_of(p: torch.Tensor, state_dtype: str | None) -> torch.dtype:
+    """The dtype of moment buffers: the param's unless ``state_dtype`` names another (a real dtype)."""
+    if state_dtype is None or not (p.is_floating_point() or p.is_complex()):
+        return p.dtype
+    return _STATE_DTYPES[state_dtype]
+
+
+def moment_zeros(p: torch.Tensor, state_dtype: str | None = None) -> torch.Tensor:
+    """A zero moment buffer for ``p``: like ``p``, or in ``state_dtype`` (a complex ``p``: its real view's shape)."""
+    dtype = state_dtype_of(p, state_dtype)
+    like = real_view(p) if p.is_complex() and not dtype.is_complex else p
+    return torch.zeros_like(like, dtype=dtype, memory_format=torch.preserve_format)
+
+
+def scalar_state_dtype(p: torch.Tensor) -> torch.dtype:
+    """The dtype of 0-dim per-param state (running sums, LR averages): float32 or the param's if wider."""
+    return torch.promote_types(_real_dtype(p), torch.float32)
+
+
+def _as_moment(p: torch.Tensor, value: torch.Tensor, state_dtype: str | None) -> torch.Tensor:
+    """A loaded moment buffer in the layout and dtype :func:`moment_zeros` gives ``p`` (exact: a saved
+    buffer was made in that dtype; a buffer saved under another ``state_dtype`` is converted)."""
+    dtype = state_dtype_of(p, state_dtype)
+    if p.is_complex() and dtype.is_complex and not value.is_complex():
+        value = torch.view_as_complex(value.to(_real_dtype(p)).contiguous())
+    elif p.is_complex() and not dtype.is_complex and value.is_complex():
+        value = torch.view_as_real(value)
+    return value.to(device=p.device, dtype=dtype)
+
+
 class FamilyOptimizer(OptregOptimizer):
     """Lazy per-param state and the loop over a group's params that have gradients.
 
@@ -40,11 +86,17 @@ class FamilyOptimizer(OptregOptimizer):
 
     #: State keys holding moment buffers, kept in the group's ``state_dtype`` across ``load_state_dict``.
     moment_keys: tuple[str, ...] = ()
+    #: 0-dim per-param state kept in :func:`scalar_state_dtype` across ``load_state_dict``.
+    scalar_state: tuple[str, ...] = ()
+    #: ``_salts`` maps ``id(param)`` to its position: a copy or an unpickled optimizer rebuilds it.
+    TRANSIENT = ("_salts",)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self._init_transient()
         super().__init__(params, defaults)
+
+    def _init_transient(self) -> None:
         self._salts: dict[int, int] = {}
-        self.register_load_state_dict_post_hook(_restore_state_dtypes)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -83,26 +135,56 @@ class FamilyOptimizer(OptregOptimizer):
         if hasattr(self, "_salts"):
             self._salts.clear()
 
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's ``load_state_dict``, keeping moment buffers in ``state_dtype`` and scalar state in its dtype.
 
-def state_dtype_of(p: torch.Tensor, state_dtype: str | None) -> torch.dtype:
-    """The dtype of moment buffers: the param's unless ``state_dtype`` names another."""
-    if state_dtype is None or not p.is_floating_point():
-        return p.dtype
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[state_dtype]
-
-
-def _restore_state_dtypes(optimizer: torch.optim.Optimizer) -> None:
-    """torch casts loaded state to the param's dtype; put moment buffers back in ``state_dtype`` (exact)."""
-    keys = getattr(optimizer, "moment_keys", ())
-    for group in optimizer.param_groups:
-        wanted = group.get("state_dtype")
-        if wanted is None:
-            continue
-        for p in group["params"]:
-            state = optimizer.state.get(p)
-            if not state:
+        torch casts every loaded state tensor of a floating param to the param's dtype (bf16 params
+        would round fp32 state to bf16); the affected entries are re-made from the saved tensors,
+        exactly, before the post-hooks run. The hooks run as torch runs them.
+        """
+        state_dict = dict(state_dict)
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        post_hooks = self._optimizer_load_state_dict_post_hooks
+        for pre_hook in pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        saved = self._entries_to_keep(state_dict)
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
+            self._optimizer_load_state_dict_post_hooks = post_hooks
+        for p, group, key, value in saved:
+            state = self.state.get(p)
+            if state is None or key not in state:
                 continue
-            dtype = state_dtype_of(p, wanted)
-            for key in keys:
-                if key in state and isinstance(state[key], torch.Tensor) and state[key].dtype != dtype:
-                    state[key] = state[key].to(dtype)
+            if key in self.scalar_state:
+                state[key] = value.to(device=p.device, dtype=scalar_state_dtype(p))
+            else:
+                state[key] = _as_moment(p, value, group.get("state_dtype"))
+        for post_hook in post_hooks.values():
+            post_hook(self)
+
+    def _entries_to_keep(self, state_dict: Mapping[str, Any]) -> list[tuple[torch.Tensor, dict, str, torch.Tensor]]:
+        """The saved state tensors torch's casting would round or mis-shape, with their params and groups."""
+        saved_groups = state_dict.get("param_groups", [])
+        if len(saved_groups) != len(self.param_groups) or any(
+            len(a["params"]) != len(b["params"]) for a, b in zip(saved_groups, self.param_groups)
+        ):
+            return []  # torch's load_state_dict raises the error
+        ids = chain.from_iterable(g["params"] for g in saved_groups)
+        owners = chain.from_iterable(((p, g) for p in g["params"]) for g in self.param_groups)
+        out = []
+        for saved_id, (p, group) in zip(ids, owners):
+            entries = state_dict["state"].get(saved_id)
+            if not isinstance(entries, Mapping):
+                continue
+            moments = self.moment_keys if group.get("state_dtype") is not None or p.is_complex() else ()
+            for key in (*moments, *self.scalar_state):
+                value = entries.get(key)
+                if isinstance(value, torch.Tensor):
+                    out.append((p, group, key, value))
+        return out

@@ -21,6 +21,12 @@ Semantics are torch's (``torch.optim.AdamW`` / ``torch.optim.Adam``):
     v_max = max(v_max, v)                              # amsgrad only; then v := v_max
     param -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
 
+Complex tensors are stepped as their real view (``torch.view_as_real``), as
+``torch.optim.Adam`` does: the real and imaginary parts are independent coordinates, so the
+second moment is ``re**2`` and ``im**2`` (not the complex ``g*g``). Every path, the fused
+kernel included, takes the real views. A complex param's state may be complex (torch's
+layout) or real of the real view's shape ``(..., 2)`` (e.g. bfloat16 state).
+
 ``step_factor`` (a 0-dim 0/1 tensor) gates the whole update without a host
 sync: with 1 the result is the plain step bit for bit, with 0 ``param``,
 ``m``, ``v``, ``v_max`` and ``step`` stay bit-identical, even when ``grad``
@@ -40,6 +46,7 @@ from optreg_adam._common import (
     as_scalar,
     gate,
     hash_bits,
+    real_view,
     round_to_bf16_stochastic,
     scalar_vectors,
     seed_of,
@@ -167,7 +174,7 @@ def _adam_tensor_lowp(
     seed: torch.Tensor,
     index: torch.Tensor | None,
 ) -> None:
-    """Adam(W) with state in another dtype than the param, computed in float32.
+    """Adam(W) with state in another dtype than the param, computed in float32 (or the param's dtype if wider).
 
     With ``sr`` the bfloat16 state (m and v) is stored by unbiased stochastic rounding.
 
@@ -175,19 +182,20 @@ def _adam_tensor_lowp(
     of itself is below half a bf16 ulp, ``2**-9``); stochastic rounding keeps
     every stored value an unbiased estimate of the float32 recurrence.
     """
-    g = (torch.neg(grad) if maximize else grad).float()
-    p32 = param.float()
+    work = torch.promote_types(param.dtype, torch.float32)  # a float64 param is never rounded to float32
+    g = (torch.neg(grad) if maximize else grad).to(work)
+    p32 = param.to(work)
     if not decoupled and l2 != 0:
         g = g.add(p32, alpha=l2)
     g = gate(g, keep)
     if decoupled and l2 != 0:
         p32 = p32 * decay
-    m = ema_(exp_avg.to(torch.float32, copy=True), g, w1)
-    v = (exp_avg_sq.float() * b2).addcmul_(g, g, value=w2)
+    m = ema_(exp_avg.to(work, copy=True), g, w1)
+    v = (exp_avg_sq.to(work) * b2).addcmul_(g, g, value=w2)
     if keep is not None:
         # A skipped step must leave the stored state bit-identical: no re-rounding noise either.
-        m = torch.where(keep, m, exp_avg.float())
-        v = torch.where(keep, v, exp_avg_sq.float())
+        m = torch.where(keep, m, exp_avg.to(work))
+        v = torch.where(keep, v, exp_avg_sq.to(work))
     if sr:
         if index is None:  # compiled: an iota fused into the kernel
             index = torch.arange(m.numel(), dtype=torch.int32, device=m.device).view(m.shape)
@@ -198,12 +206,12 @@ def _adam_tensor_lowp(
         m_stored, v_stored = m.to(exp_avg.dtype), v.to(exp_avg_sq.dtype)
     # The step uses the stored (rounded) moments, computed here rather than re-read from the
     # state, so a compiled graph stays one pass.
-    vv = v_stored.float()
+    vv = v_stored.to(work)
     if max_exp_avg_sq is not None:
         vmax = torch.maximum(max_exp_avg_sq, v_stored)
         max_exp_avg_sq.copy_(vmax)
-        vv = vmax.float()
-    update = m_stored.float() / (vv.sqrt() * inv_bc2_sqrt + eps)
+        vv = vmax.to(work)
+    update = m_stored.to(work) / (vv.sqrt() * inv_bc2_sqrt + eps)
     exp_avg.copy_(m_stored)
     exp_avg_sq.copy_(v_stored)
     param.copy_(p32 + update * neg_step)
@@ -245,6 +253,9 @@ def adamw_update_(
     rounding (``stochastic_rounding=None``: whenever the state is bf16 and the param
     is not; ``True`` also for bf16 params).
     """
+    param, grad, exp_avg, exp_avg_sq = real_view(param), real_view(grad), real_view(exp_avg), real_view(exp_avg_sq)
+    if max_exp_avg_sq is not None:
+        max_exp_avg_sq = real_view(max_exp_avg_sq)
     tensors = [param, grad, exp_avg, exp_avg_sq] + ([max_exp_avg_sq] if max_exp_avg_sq is not None else [])
     sr = _wants_sr(param, exp_avg, stochastic_rounding)
     lowp = exp_avg.dtype != param.dtype or sr
@@ -320,6 +331,10 @@ def adamw(
     """
     if not params:
         return
+    if any(p.is_complex() for p in params):
+        params, grads = [real_view(t) for t in params], [real_view(t) for t in grads]
+        exp_avgs, exp_avg_sqs = [real_view(t) for t in exp_avgs], [real_view(t) for t in exp_avg_sqs]
+        max_exp_avg_sqs = [real_view(t) for t in max_exp_avg_sqs]
     lowp = any(m.dtype != p.dtype or _wants_sr(p, m, stochastic_rounding) for m, p in zip(exp_avgs, params))
     if impl == "auto":
         fusable = not lowp and prefers_fused(params, grads) and all(s.device == p.device for s, p in zip(steps, params))

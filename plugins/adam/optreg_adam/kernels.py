@@ -85,6 +85,10 @@ def adopt_(
         normed = normed.clamp_(min=-clip, max=clip)  # finite: m's weight of 0 on the first step keeps m
     else:  # g / eps may overflow on the first step (v = 0), and 0 * inf is NaN
         normed = gate(normed, keep_m)
+    # The clip (or the first step's gate) would turn an inf gradient into a finite step and leave
+    # v = inf, silently freezing the coordinate (every later g / sqrt(v) is 0). Adding 0*g (exact for
+    # a finite g) makes a non-finite gradient's step NaN instead, as Adam's is.
+    normed = normed.add_(g, alpha=0.0)
     ema_(m, normed, w1)
     p.addcmul_(m, neg_lr)
     v.mul_(b2).addcmul_(g, g * c2)
@@ -116,24 +120,28 @@ def acprop_(
     p: T, grad: T, m: T, s: T,
     keep: T | None, decay: T | None, w1: T, b2: T, neg_lr: T, sf: T,
     eps_add: T, k1: T, k2: T, c_g: T, c_m: T,
-    w2: float, maximize: bool,
+    w2: float, center_previous: bool, maximize: bool,
 ) -> None:
     """ACProp: centred second moment, used one step late (Zhuang et al. 2021).
 
     ``m = b1*m + (1-b1)*g``; ``s += eps``; ``p -= lr * num / (sqrt(s/bc2(t-1)) + eps)`` with ``num = g``
     (or ``m/bc1`` with momentum_update), using ``s`` from the *previous* step; the first step is
-    ``p -= lr*m/bc1``; then ``s = b2*s + (1-b2)*(g - m)**2``. The per-step scalars ``k1, k2, c_g,
-    c_m, eps_add`` encode the first-step case.
+    ``p -= lr*m/bc1``; then ``s = b2*s + (1-b2)*(g - c)**2`` with ``c`` the updated momentum, or the
+    momentum before this step's update with ``center_previous`` (optax's rule). The per-step scalars
+    ``k1, k2, c_g, c_m, eps_add`` encode the first-step case.
     """
     g = gate(_signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
+    if center_previous:
+        r = (g - m).mul_(sf)
     ema_(m, g, w1)
     s.add_(eps_add)
     denom = s.sqrt().mul_(k1).add_(k2)
     num = (g * c_g).addcmul_(m, c_m)
     p.addcmul_(num.div_(denom), neg_lr)
-    r = (g - m).mul_(sf)
+    if not center_previous:
+        r = (g - m).mul_(sf)
     s.mul_(b2).addcmul_(r, r, value=w2)
 
 

@@ -197,7 +197,8 @@ class ACPropSpec(_AdamCommon):
 
     Centring (the variance, not the raw second moment) and the one-step delay (the denominator
     does not depend on the current gradient) give the convergence guarantees of AdaShift and
-    AdaBelief together.
+    AdaBelief together. ``centering = "previous"`` follows ``optax.contrib.acprop`` (centred on the
+    momentum before its update) instead of the paper and the authors' code.
     """
 
     TYPE: ClassVar[str] = "acprop"
@@ -211,6 +212,11 @@ class ACPropSpec(_AdamCommon):
     eps: float = field(1e-16, ge=0, doc="Added to the centred second moment and to the denominator.")
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (params shrink by lr * weight_decay).")
     momentum_update: bool = field(False, doc="Step along the bias-corrected momentum instead of the gradient.")
+    centering: Literal["updated", "previous"] = field(
+        "updated",
+        doc="What the second moment is centred on: 'updated', (g_t - m_t)**2 as the paper and the authors' code; "
+        "'previous', (g_t - m_{t-1})**2 as optax.contrib.acprop.",
+    )
 
 
 def _even(instance: object, attribute: attrs.Attribute, value: int) -> None:

@@ -9,7 +9,9 @@ fed the same gradients; its relative error has standard deviation at most
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 
 import torch
 from helpers import groups_of, loss_of, make_model
@@ -43,7 +45,7 @@ def test_stochastic_rounding_is_deterministic_in_the_seed():
     a = round_to_bf16_stochastic(x, torch.tensor(5, dtype=torch.int32))
     b = round_to_bf16_stochastic(x, torch.tensor(5, dtype=torch.int32))
     c = round_to_bf16_stochastic(x, torch.tensor(6, dtype=torch.int32))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, b) and not torch.equal(a, c)  # integer hashing: the same bits on every machine
 
 
 def _moments(dtype, sr, n=4096, steps=1100):
@@ -90,3 +92,68 @@ def test_200_steps_stay_close_to_fp32():
     assert float((ref - start).norm() / ref.norm()) > 0.3, "the run must move the params for the check to mean much"
     assert abs(loss - ref_loss) <= 0.01 * ref_loss, f"loss {loss:.5f} vs fp32 {ref_loss:.5f}"
     assert float((got - ref).norm() / ref.norm()) <= 0.02
+
+
+def _stepped(state_dtype, dtype=torch.float32, steps=3):
+    model = make_model(4, dtype=dtype)
+    opt = AdamW(groups_of(model), state_dtype=state_dtype)
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss_of(model, step).backward()
+        opt.step()
+    return model, opt
+
+
+def _continue(model, opt, start, steps=3):
+    for step in range(start, start + steps):
+        opt.zero_grad(set_to_none=True)
+        loss_of(model, step).backward()
+        opt.step()
+
+
+def test_a_pickled_optimizer_keeps_bf16_state_through_load_state_dict():
+    """Keeping moments in bf16 across ``load_state_dict`` is a method of the class, so copies keep it too
+    (a hook registered in ``__init__`` is not pickled). Bit-exact: both sides run the same ops."""
+    model, opt = _stepped("bfloat16")
+    model_copy, opt_copy = pickle.loads(pickle.dumps((model, opt)))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)  # a real checkpoint (torch's load aliases the tensors it is given)
+    buffer.seek(0)
+    opt_copy.load_state_dict(torch.load(buffer, weights_only=True))
+    for state in opt_copy.state.values():
+        assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.bfloat16
+    _continue(model, opt, 3)
+    _continue(model_copy, opt_copy, 3)
+    for p, q in zip(model.parameters(), model_copy.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_fp32_state_under_bf16_params_loads_exactly():
+    """torch's load_state_dict casts state to the param dtype (bf16 here); the fp32 moments come back unrounded."""
+    model, opt = _stepped("float32", dtype=torch.bfloat16)
+    saved = opt.state_dict()
+    fresh = AdamW(groups_of(model), state_dtype="float32")
+    fresh.load_state_dict(saved)
+    for i, state in saved["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            loaded = fresh.state_dict()["state"][i][key]
+            assert loaded.dtype == torch.float32
+            assert torch.equal(loaded, state[key]), f"state[{i}][{key}] was rounded on load"
+
+
+def test_complex_params_keep_bf16_moments_as_their_real_view():
+    """No complex bf16 exists: a complex param's bf16 moments have the real view's shape, also after loading
+    a checkpoint made without state_dtype (complex moments)."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 3, dtype=torch.complex64, generator=g)
+    plain = AdamW([z.clone()])
+    bf16 = AdamW([z.clone()], state_dtype="bfloat16")
+    for opt in (plain, bf16):
+        opt.param_groups[0]["params"][0].grad = torch.randn(4, 3, dtype=torch.complex64, generator=g)
+        opt.step()
+    state = next(iter(bf16.state.values()))
+    assert state["exp_avg"].dtype == torch.bfloat16 and state["exp_avg"].shape == (4, 3, 2)
+    bf16.load_state_dict(plain.state_dict())
+    state = next(iter(bf16.state.values()))
+    expected = torch.view_as_real(next(iter(plain.state.values()))["exp_avg"]).to(torch.bfloat16)
+    assert state["exp_avg"].dtype == torch.bfloat16 and torch.equal(state["exp_avg"], expected)

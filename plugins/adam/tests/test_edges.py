@@ -37,13 +37,15 @@ def test_skipping_the_first_step_changes_nothing(spec):
         p.grad = torch.full_like(p, float("nan"))
     opt_s.step(step_factor=torch.zeros(()))
     for p, q in zip(skipped, _params()):
-        assert torch.equal(p, q)
+        assert torch.equal(p, q)  # a skipped step writes nothing (or writes the old values back): exact
     for _ in range(2):
         grads = [torch.randn_like(p) for p in fresh]
         for p, q, g in zip(skipped, fresh, grads):
             p.grad, q.grad = g.clone(), g.clone()
         opt_s.step(step_factor=torch.ones(()))
         opt_f.step()
+    # Bit-exact on every machine: step_factor = 1 runs the same tensor ops on the same values as no factor
+    # (the step's scalars are multiplied by 1.0 and the gradient passes a torch.where, both exact).
     for p, q in zip(skipped, fresh):
         assert torch.equal(p, q), "a skipped first step changed the run that followed"
 
@@ -91,3 +93,79 @@ def test_family_direct_construction_rejects_bad_values():
         A.Madam([torch.zeros(2)], scale_log2=3)
     with pytest.raises(ValueError, match="weight_decay"):
         A.LaProp([torch.zeros(2)], weight_decay=-1.0)
+
+
+@pytest.mark.parametrize("state_dtype", ["bfloat16", "float32"])
+def test_float64_params_with_low_precision_state_stay_float64(state_dtype):
+    """The moments are in the dtype the user asked for; the float64 param is still updated in float64.
+
+    A step of 1e-12 from 1 + 2**-40 is lost entirely in float32 arithmetic (it rounds to 1.0).
+    """
+    from optreg_adam import AdamW
+
+    start = 1.0 + 2.0**-40
+    p = torch.full((4,), start, dtype=torch.float64)
+    opt = AdamW([p], lr=1e-12, weight_decay=0.0, state_dtype=state_dtype)
+    p.grad = torch.ones_like(p)
+    opt.step()
+    # first Adam step: m_hat = g, v_hat = g**2, so the update is lr * g / (|g| + eps); bf16 moments err by
+    # up to 2**-8 relative (stochastic rounding), i.e. 4e-15 of this step
+    expected = start - 1e-12 / (1.0 + 1e-8)
+    assert p.dtype == torch.float64
+    assert (p - expected).abs().max() < 1e-14, f"param {p[0].item()!r}, expected {expected!r}"
+
+
+@pytest.mark.parametrize("name", ["laprop", "simplified_ademamix"])
+def test_scalar_state_under_bf16_params_survives_a_checkpoint(name):
+    """LaProp's LR average and Simplified AdEMAMix's momentum sum are fp32 under bf16 params, also after a load
+    (torch's load_state_dict would round them to the param's bf16). Both runs take the same ops: bit-exact."""
+    import io
+
+    spec = {"type": name, "lr": 0.01, **({"bias_correction1": True} if name == "simplified_ademamix" else {})}
+    key = {"laprop": "exp_avg_lr", "simplified_ademamix": "num_sum"}[name]
+    params = [p.to(torch.bfloat16) for p in _params()]
+    opt = optreg.build_optimizer(spec, params)
+    for step in range(3):
+        opt.param_groups[0]["lr"] = 0.01 * (1 + step)  # an LR schedule: LaProp's average is not a round number
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = [p.clone() for p in params]
+    opt_r = optreg.build_optimizer(spec, resumed)
+    opt_r.load_state_dict(torch.load(buffer, weights_only=True))
+    for p, q in zip(params, resumed):
+        assert opt_r.state[q][key].dtype == torch.float32
+        assert torch.equal(opt_r.state[q][key], opt.state[p][key]), f"{key} was rounded on load"
+    for _ in range(2):
+        for p, q in zip(params, resumed):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        opt_r.step()
+    for p, q in zip(params, resumed):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+@pytest.mark.parametrize("at_step", [0, 2])
+@pytest.mark.parametrize("spec", [*NAMES, {"type": "adopt", "lr": 0.01, "clip": False}],
+                         ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items() if k != "lr"))
+def test_a_non_finite_gradient_is_never_silently_frozen(spec, bad, at_step):
+    """One NaN/inf gradient coordinate makes that param coordinate NaN (as torch.optim.Adam does); the others
+    stay finite. Never a finite param that stops moving: e.g. ADOPT's clip turned an inf gradient into a
+    finite step and left v = inf, after which the coordinate never moved again."""
+    params = _params()
+    opt = optreg.build_optimizer(spec, params)
+    g = torch.Generator().manual_seed(1)
+    for step in range(at_step + 3):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        if step == at_step:
+            params[0].grad[0, 0] = float(bad)
+        opt.step()
+    assert not torch.isfinite(params[0][0, 0]), f"the coordinate that got a {bad} gradient is finite (frozen)"
+    rest = torch.cat([params[0].flatten()[1:], params[1]])
+    assert torch.isfinite(rest).all(), "a non-finite gradient leaked into other coordinates"

@@ -50,7 +50,11 @@ def test_adamw_update_matches_torch(fused, amsgrad, decoupled):
 
 @pytest.mark.parametrize("fused", [None, True, False])
 def test_adamw_update_step_factor(fused):
-    """1 equals the plain step bit for bit; 0 leaves everything bit-identical even with NaN grads."""
+    """1 equals the plain step bit for bit; 0 leaves everything bit-identical even with NaN grads.
+
+    Exact on every machine: both runs take the same path and the same ops (a factor of 1 multiplies the
+    step's scalars by 1.0; the fused kernel gets ``found_inf = 0``, which only decides whether it skips).
+    """
     p0 = torch.randn(4, 3)
     g = torch.randn(4, 3)
     runs = []
@@ -90,3 +94,22 @@ def test_tensor_lr_and_bf16_params():
         adamw_update_(p, g.to(p.dtype), m, v, step, **{**HP, "lr": torch.tensor(1e-2)})
     torch.testing.assert_close(p16.float(), p32, atol=1e-2, rtol=1e-2)
     assert p16.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_adamw_update_complex_matches_torch(fused):
+    """A complex tensor is stepped as its real view, like torch.optim.AdamW (other plugins call this directly)."""
+    g = torch.Generator().manual_seed(3)
+    p0 = torch.randn(5, 7, dtype=torch.complex64, generator=g)
+    grads = [torch.randn(5, 7, dtype=torch.complex64, generator=g) for _ in range(6)]
+    ref = p0.clone().requires_grad_()
+    opt = torch.optim.AdamW([ref], lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"],
+                            weight_decay=HP["weight_decay"], foreach=False)
+    p, m, v, step = p0.clone(), torch.zeros_like(p0), torch.zeros_like(p0), torch.zeros(())
+    for grad in grads:
+        ref.grad = grad.clone()
+        opt.step()
+        adamw_update_(p, grad, m, v, step, **HP, fused=fused)
+    assert_close_rel(torch.view_as_real(p), torch.view_as_real(ref.detach()), 1e-6, "param")
+    assert_close_rel(torch.view_as_real(v), torch.view_as_real(opt.state[ref]["exp_avg_sq"]), 1e-6, "exp_avg_sq")
+    assert torch.view_as_real(v).min() >= 0, "exp_avg_sq holds re**2 and im**2 (the complex g*g has re**2 - im**2)"

@@ -69,8 +69,13 @@ class TestACProp(OptimizerConformance):
         OptimizerCase(spec={"type": "acprop", "lr": 0.02}, capabilities=SF, descent={"rosenbrock": {"lr": 5e-3}}),
         OptimizerCase(spec={"type": "acprop", "lr": 0.02, "momentum_update": True, "weight_decay": 0.01},
                       capabilities=SF, descent={"rosenbrock": {"lr": 5e-3}}),
+        OptimizerCase(spec={"type": "acprop", "lr": 0.02, "centering": "previous", "weight_decay": 0.01},
+                      capabilities=SF, descent={"rosenbrock": {"lr": 5e-3}}),
     ]
-    error_cases = [ErrorCase(spec={"type": "acprop", "betas": [1.5, 0.9]}, path="$.betas[0]", match=r"in \[0, 1\)")]
+    error_cases = [
+        ErrorCase(spec={"type": "acprop", "betas": [1.5, 0.9]}, path="$.betas[0]", match=r"in \[0, 1\)"),
+        ErrorCase(spec={"type": "acprop", "centering": "momentum"}, path="$.centering", match="previous"),
+    ]
 
 
 class TestMadam(OptimizerConformance):

@@ -216,12 +216,63 @@ def _acprop_rule(b1, b2, eps, wd, momentum_update):
 
 
 @pytest.mark.parametrize("momentum_update", [False, True])
-def test_acprop(momentum_update):
+@pytest.mark.parametrize("centering", [None, "updated"])
+def test_acprop(momentum_update, centering):
+    """The default (and ``centering = "updated"``) is the authors' rule."""
     params, grads = _problem(4)
     kw = {"betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "momentum_update": momentum_update}
+    if centering is not None:
+        kw["centering"] = centering
     ours, opt = _run_ours(A.ACProp, params, grads, 1e-2, **kw)
     ref, states = _run_ref(_acprop_rule(0.9, 0.99, 1e-8, 0.1, momentum_update), params, grads, 1e-2)
     _check(ours, opt, ref, states, {"exp_avg": ("m", 1), "exp_avg_var": ("s", 1)})
+
+
+# ---------------------------------------------------------------- ACProp as optax.contrib.acprop
+
+
+def _acprop_optax_rule(b1, b2, eps, eps_root, wd):
+    """optax.contrib.acprop (scale_by_acprop, add_decayed_weights, scale_by_learning_rate), written out.
+
+    The second moment is centred on the momentum *before* this step's update (``g - mu_{t-1}``);
+    ``eps_root`` is added after the EMA; the denominator is ``nu_{t-1}`` bias-corrected with
+    ``t - 1``, forced to 1 on the first step; weight decay is added to the update, then scaled by -lr.
+    """
+
+    def update(p, g, st, lr, t):
+        _zeros(st, p, "mu", "nu")
+        mu_prev, nu_prev = st["mu"], st["nu"]
+        st["mu"] = b1 * mu_prev + (1 - b1) * g
+        st["nu"] = b2 * nu_prev + (1 - b2) * (g - mu_prev) ** 2 + eps_root
+        nu_hat = torch.ones_like(p) if t == 1 else nu_prev / (1 - b2 ** (t - 1))
+        u = g / (nu_hat.sqrt() + eps) + wd * p
+        p -= lr * u
+        st["s"] = st["nu"] - eps_root  # optreg adds eps to the stored s when it next uses it
+
+    return update
+
+
+def test_acprop_previous_centering_is_optax():
+    params, grads = _problem(4)
+    kw = {"betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "centering": "previous"}
+    ours, opt = _run_ours(A.ACProp, params, grads, 1e-2, **kw)
+    ref, states = _run_ref(_acprop_optax_rule(0.9, 0.99, 1e-8, 1e-8, 0.1), params, grads, 1e-2)
+    _check(ours, opt, ref, states, {"exp_avg": ("mu", 1), "exp_avg_var": ("s", 1)})
+
+
+def test_acprop_centering_rules_differ():
+    """The two centerings give different trajectories (so each test above pins its own rule)."""
+    params, grads = _problem(4)
+    kw = {"betas": (0.9, 0.99), "eps": 1e-8}
+    updated, _ = _run_ours(A.ACProp, params, grads, 1e-2, centering="updated", **kw)
+    previous, _ = _run_ours(A.ACProp, params, grads, 1e-2, centering="previous", **kw)
+    for a, b in zip(updated, previous):
+        assert (a - b).abs().max() > 1e-4
+
+
+def test_acprop_rejects_unknown_centering():
+    with pytest.raises(ValueError, match="centering must be one of"):
+        A.ACProp([torch.zeros(2)], centering="momentum")
 
 
 # ---------------------------------------------------------------- Madam: Adam without eps, 0 where m == 0
@@ -247,7 +298,7 @@ def test_madam(scale_log2):
     ours, opt = _run_ours(A.Madam, params, grads, 1e-2, betas=(0.9, 0.99), weight_decay=0.0, scale_log2=scale_log2)
     ref, states = _run_ref(_madam_rule(0.9, 0.99, 0.0), params, grads, 1e-2)
     _check(ours, opt, ref, states, {"exp_avg": ("m", 1), "exp_avg_sq": ("v", 2.0**scale_log2)})
-    assert ours[0][0, 0] == params[0][0, 0]
+    assert ours[0][0, 0] == params[0][0, 0]  # exact anywhere: the update there is a selected 0, not arithmetic
 
 
 def test_madam_tiny_gradients_do_not_underflow():

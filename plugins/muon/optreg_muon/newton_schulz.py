@@ -24,12 +24,16 @@ matrix, so they cost O(m^2) extra, not another product):
 
 The tighter the start, the fewer steps reach a given band of singular values
 (see the orthogonality tests). The torch kernel runs in ``dtype`` (bf16 by
-default, as torch does). On CPUs without native bf16 matrix units (no AVX512-BF16
+default, as torch does; float32 or float64 on request, the preconditioning then
+in the same precision, never below float32). On CPUs without native bf16 matrix units (no AVX512-BF16
 or AMX, e.g. AVX2-only machines) oneDNN's bf16 GEMMs are up to two orders of
 magnitude slower than fp32 ones, so there the bf16 iteration runs its products
 as fp32 GEMMs on the bf16 values and rounds each result to bf16 (same numerics
 class: bf16 storage, fp32 accumulation); ``backend="torch"`` forces torch's own
-bf16 GEMMs (bit-identical to ``torch.optim.Muon``).
+bf16 GEMMs: on one matrix the very ops of ``torch.optim.Muon``, hence its result bit for
+bit. A batch ``(b, m, n)`` runs batched products (``baddbmm``), whose bf16 rounding may
+differ from the per-matrix ``addmm`` (it does on small matrices on CPUs with native bf16)
+by about one bf16 ulp per entry: close to, not bit-identical with, one call per matrix.
 """
 
 from __future__ import annotations
@@ -200,6 +204,11 @@ class _TorchProducts:
 
 
 def _products(backend: Backend, dtype: torch.dtype, device: torch.device):
+    if dtype == torch.float64:
+        if backend == "triton":
+            raise ValueError("the Triton Newton-Schulz kernels run in bfloat16 or float32; use ns_backend "
+                             "'torch' or 'auto' for float64")
+        return _TorchProducts(dtype, emulate=False)
     if backend == "triton" or (backend == "auto" and device.type == "cuda"):
         from optreg_muon import triton_ns
 
@@ -222,9 +231,9 @@ SPECTRAL_MARGIN = 1.1
 
 
 @functools.lru_cache(maxsize=64)
-def _start_weights(m: int, device: torch.device) -> torch.Tensor:
+def _start_weights(m: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     g = torch.Generator().manual_seed(0x5EED + m)
-    return torch.randn(m, 1, generator=g).to(device)
+    return torch.randn(m, 1, generator=g, dtype=dtype).to(device)
 
 
 def _power_start(A32: torch.Tensor) -> torch.Tensor:
@@ -235,17 +244,21 @@ def _power_start(A32: torch.Tensor) -> torch.Tensor:
     """
     m = A32.shape[-1]
     norms = A32.diagonal(dim1=-2, dim2=-1).clamp(min=0).sqrt().unsqueeze(-1) + 1e-12
-    return norms * _start_weights(m, A32.device)
+    return norms * _start_weights(m, A32.device, A32.dtype)
 
 
 def _precondition(
     X: torch.Tensor, A: torch.Tensor, kind: str, eps: float, products
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rescale a Frobenius-normalised ``X`` (and its Gram matrix ``A``) by ``kind``; computed in fp32."""
-    A32 = A.to(torch.float32)
+    """Rescale a Frobenius-normalised ``X`` (and its Gram matrix ``A``) by ``kind``.
+
+    Computed in fp32, or in ``A``'s dtype when that is wider (float64 Newton-Schulz stays float64).
+    """
+    work = torch.promote_types(A.dtype, torch.float32)
+    A32 = A.to(work)
     if kind == "aol":
         d = A32.abs().sum(dim=-1).clamp(min=eps).rsqrt()  # (..., m)
-        X = products.cast(X.to(torch.float32) * d.unsqueeze(-1))
+        X = products.cast(X.to(work) * d.unsqueeze(-1))
         A = products.cast(A32 * d.unsqueeze(-1) * d.unsqueeze(-2))
         return X, A
     schatten = torch.linalg.matrix_norm(A32, keepdim=True).clamp(min=eps)  # ||X||_S4^2 >= sigma_max^2
@@ -267,7 +280,7 @@ def _precondition(
         lam = torch.minimum(rayleigh * SPECTRAL_MARGIN**2, schatten).clamp(min=eps)
     else:
         raise ValueError(f"unknown preconditioning {kind!r}; choose one of {', '.join(PRECONDITIONINGS)}")
-    X = products.cast(X.to(torch.float32) * lam.rsqrt())
+    X = products.cast(X.to(work) * lam.rsqrt())
     A = products.cast(A32 / lam)
     return X, A
 

@@ -4,9 +4,16 @@ Each param group has an ``algorithm``: the optimizer's matrix update (``"muon"``
 ``"normuon"``, ``"dion"``) or ``"adamw"`` / ``"lion"`` for non-matrix parameters. Groups built
 by an optreg spec already carry it (the core routes by parameter role:
 embeddings, the output head, biases and norms go to AdamW). Groups passed
-directly without one are split: tensors with ``ndim >= 2`` take the matrix
-update, the rest ``non_matrix_algorithm`` (AdamW or Lion) with ``adam_lr``, ``adam_betas``, ``adam_eps`` and
-``adam_weight_decay``.
+directly without one, in the constructor or in ``add_param_group``, are split:
+tensors with ``ndim >= 2`` take the matrix update, the rest ``non_matrix_algorithm``
+(AdamW or Lion) with ``adam_lr``, ``adam_betas``, ``adam_eps`` and ``adam_weight_decay``
+(options the group sets win). A group that names an ``algorithm`` is kept as given;
+a non-matrix one takes those ``adam_*`` values for the options it leaves out.
+
+Complex parameters are refused at construction (and by ``add_param_group``): the
+orthogonalized update is defined on real matrices (the polar factor of a complex
+matrix is not that of its real view, and Dion's QR would be complex), so a complex
+model should keep its real and imaginary parts as real parameters.
 
 Matrix shapes: 3-D and larger tensors (conv kernels, stacked experts) are
 flattened to ``(shape[0], prod(rest))`` with ``flatten = True``, else treated as
@@ -28,11 +35,18 @@ import torch
 
 from optreg.optim import OptregOptimizer, gate_grad
 from optreg_muon import _non_matrix
-from optreg_muon.newton_schulz import newton_schulz, resolve_coefficients
+from optreg_muon.newton_schulz import PRECONDITIONINGS, newton_schulz, resolve_coefficients
 
 __all__ = ["Dion", "Muon", "NorMuon", "adjust_lr_ratio"]
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+#: ``ns_dtype`` values: the precision of the Newton-Schulz iteration.
+_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+_BACKENDS = ("auto", "torch", "triton")
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision of per-matrix arithmetic outside Newton-Schulz: float32, or the param's dtype if wider."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def adjust_lr_ratio(rule: str, rows: int, cols: int) -> float:
@@ -56,28 +70,43 @@ def _tensor_of(item: Any) -> torch.Tensor:
     return item[1] if isinstance(item, tuple) else item
 
 
-def _split_by_ndim(params: Any, matrix_algorithm: str, adam: dict[str, Any]) -> list[dict[str, Any]]:
-    """Param groups with an ``algorithm``: groups given without one are split by ``ndim``."""
-    if isinstance(params, torch.Tensor):
-        params = [params]
-    items = list(params)
-    if not items:
-        return items
-    groups = items if isinstance(items[0], dict) else [{"params": items}]
-    out: list[dict[str, Any]] = []
-    for group in groups:
-        if "algorithm" in group:
-            out.append(dict(group))
-            continue
-        members = group["params"]
-        members = [members] if isinstance(members, torch.Tensor) else list(members)
-        options = {k: v for k, v in group.items() if k != "params"}
-        matrices = [m for m in members if _tensor_of(m).ndim >= 2]
-        others = [m for m in members if _tensor_of(m).ndim < 2]
-        if matrices or not others:
-            out.append({**options, "params": matrices, "algorithm": matrix_algorithm})
-        if others:
-            out.append({**adam, **options, "params": others})
+def _route(group: dict[str, Any], matrix_algorithm: str, non_matrix: dict[str, Any]) -> list[dict[str, Any]]:
+    """One param group as the groups the optimizer holds, each with an ``algorithm``.
+
+    A group without one is split by ``ndim``: matrices (``ndim >= 2``) take ``matrix_algorithm``,
+    the rest ``non_matrix`` (the ``adam_*`` options and ``non_matrix_algorithm``); options the group
+    sets win. A group that names its ``algorithm`` is kept; a non-matrix one gets the ``non_matrix``
+    options it leaves out. Members may be tensors or ``(name, tensor)`` pairs.
+    """
+    members = group["params"]
+    if isinstance(members, torch.Tensor):
+        members = [members]
+    elif isinstance(members, set):
+        raise TypeError("param group params must be an ordered collection (a list), not a set: the order of a set "
+                        "changes between runs")
+    else:
+        members = list(members)
+    options = {k: v for k, v in group.items() if k != "params"}
+    names = options.pop("param_names", None)
+    if names is not None:  # names given beside plain tensors: keep each with its tensor through the split
+        names = list(names)
+        if len(names) != len(members):
+            raise ValueError(f"param_names has {len(names)} names for {len(members)} params")
+        members = [(n, _tensor_of(m)) for n, m in zip(names, members)]
+    for m in members:
+        if not isinstance(_tensor_of(m), torch.Tensor):
+            raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(_tensor_of(m))}")
+    if "algorithm" in options:
+        if options["algorithm"] in _non_matrix.NON_MATRIX_ALGORITHMS:
+            return [{**{k: v for k, v in non_matrix.items() if k != "algorithm"}, **options, "params": members}]
+        return [{**options, "params": members}]
+    matrices = [m for m in members if _tensor_of(m).ndim >= 2]
+    others = [m for m in members if _tensor_of(m).ndim < 2]
+    out = []
+    if matrices or not others:
+        out.append({**options, "params": matrices, "algorithm": matrix_algorithm})
+    if others:
+        out.append({**non_matrix, **options, "params": others})
     return out
 
 
@@ -107,27 +136,61 @@ class _Orthogonal(OptregOptimizer):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not all(0.0 <= b < 1.0 for b in adam_betas):
             raise ValueError(f"adam_betas must be in [0, 1), got {adam_betas}")
-        adam = {"lr": adam_lr, "betas": tuple(adam_betas), "eps": adam_eps, "weight_decay": adam_weight_decay,
-                "algorithm": non_matrix_algorithm}
-        groups = _split_by_ndim(params, self.ALGORITHM, adam)
+        #: Options of the non-matrix update, for groups split by ``ndim`` (here and in ``add_param_group``).
+        self.non_matrix_defaults = {"lr": adam_lr, "betas": tuple(adam_betas), "eps": adam_eps,
+                                    "weight_decay": adam_weight_decay, "algorithm": non_matrix_algorithm}
         defaults = {"maximize": False, **defaults, "algorithm": self.ALGORITHM, "betas": tuple(adam_betas)}
         self.foreach = foreach
         self.non_matrix_algorithm = non_matrix_algorithm
-        super().__init__(groups, defaults)
-        for group in self.param_groups:
-            if group["algorithm"] not in (self.ALGORITHM, *_non_matrix.NON_MATRIX_ALGORITHMS):
-                raise ValueError(
-                    f"{type(self).__name__} param groups take algorithm {self.ALGORITHM!r} or one of "
-                    f"{_non_matrix.NON_MATRIX_ALGORITHMS}, got {group['algorithm']!r}"
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as the constructor does: split by ``ndim`` unless it names its ``algorithm``.
+
+        So ``add_param_group({"params": [layer.weight, layer.bias]})`` sends the weight to the matrix
+        update and the bias to ``non_matrix_algorithm`` with the ``adam_*`` options; named
+        ``(name, tensor)`` pairs work as in torch. Groups are validated before any is added.
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        routed = _route(param_group, self.ALGORITHM, self.non_matrix_defaults)
+        for group in routed:
+            self._validate_group(group)
+        for group in routed:
+            super().add_param_group(group)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Reject, before it is added, a group this optimizer cannot step (clear message, nothing half-added)."""
+        name = type(self).__name__
+        options = {**self.defaults, **group}
+        algorithm = options["algorithm"]
+        if algorithm not in (self.ALGORITHM, *_non_matrix.NON_MATRIX_ALGORITHMS):
+            raise ValueError(
+                f"{name} param groups take algorithm {self.ALGORITHM!r} or one of "
+                f"{_non_matrix.NON_MATRIX_ALGORITHMS}, got {algorithm!r}"
+            )
+        for member in group["params"]:
+            p = _tensor_of(member)
+            if p.is_complex():
+                raise TypeError(
+                    f"{name} does not support complex parameters (got {p.dtype} of shape {tuple(p.shape)}): its "
+                    "orthogonalized update is defined for real matrices (the polar factor of a complex matrix is "
+                    "not that of its real view); keep the real and imaginary parts as real parameters"
                 )
-            if group["algorithm"] == self.ALGORITHM:
-                for p in group["params"]:
-                    if p.ndim < 2:
-                        raise ValueError(
-                            f"{self.ALGORITHM} orthogonalizes matrices; a parameter of shape {tuple(p.shape)} "
-                            "belongs in an 'adamw' group"
-                        )
-                    self._check_shape(p, group)
+            if algorithm == self.ALGORITHM:
+                if p.ndim < 2:
+                    raise ValueError(
+                        f"{self.ALGORITHM} orthogonalizes matrices; a parameter of shape {tuple(p.shape)} "
+                        f"belongs in a group with algorithm one of {_non_matrix.NON_MATRIX_ALGORITHMS}"
+                    )
+                self._check_shape(p, options)
+        if algorithm == self.ALGORITHM:
+            self._check_matrix_options(options)
+
+    def _check_matrix_options(self, options: dict[str, Any]) -> None:
+        """Reject matrix-update options the step could not use (subclasses add theirs)."""
 
     # -- hooks for subclasses
 
@@ -148,8 +211,8 @@ class _Orthogonal(OptregOptimizer):
         for p in params:
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if torch.is_complex(p):
-                raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+            if torch.is_complex(p):  # made complex after construction (add_param_group refuses complex)
+                raise TypeError(f"{type(self).__name__} does not support complex parameters")
         grads = [p.grad for p in params]
         if group["algorithm"] in _non_matrix.NON_MATRIX_ALGORITHMS:
             _non_matrix.update(group["algorithm"], params, grads, [self.state[p] for p in params], group, step_factor)
@@ -296,8 +359,10 @@ class Muon(_Orthogonal):
     Momentum is an EMA (``buf <- lerp(buf, g, 1 - momentum)``; Nesterov uses
     ``lerp(g, buf, momentum)``), as in ``torch.optim.Muon``. With the defaults of
     ``torch.optim.Muon`` (quintic ``"muon"`` coefficients, 5 steps, Frobenius
-    normalisation, ``adjust_lr = "spectral_norm"``, bf16 kernel) the matrix update
-    equals torch's.
+    normalisation, ``adjust_lr = "spectral_norm"``, ``ns_backend = "torch"``) the matrix
+    update equals torch's: bit for bit per matrix (``foreach=False``, or a shape no other
+    matrix of the group shares), within bf16 rounding where same-shaped matrices are batched.
+    ``ns_dtype = "float64"`` runs the iteration in float64 (for float64 models).
     """
 
     ALGORITHM = "muon"
@@ -370,6 +435,19 @@ class Muon(_Orthogonal):
     def _check_shape(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         self._check_blocks(p, group)
 
+    def _check_matrix_options(self, options: dict[str, Any]) -> None:
+        if options["ns_dtype"] not in _DTYPES:
+            raise ValueError(f"ns_dtype must be one of {tuple(_DTYPES)}, got {options['ns_dtype']!r}")
+        if options["ns_backend"] not in _BACKENDS:
+            raise ValueError(f"ns_backend must be one of {_BACKENDS}, got {options['ns_backend']!r}")
+        if options["preconditioning"] not in PRECONDITIONINGS:
+            raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {options['preconditioning']!r}")
+        if options["ns_backend"] == "triton" and options["ns_dtype"] == "float64":
+            raise ValueError("the Triton Newton-Schulz kernels run in bfloat16 or float32; ns_dtype = 'float64' "
+                             "needs ns_backend 'torch' or 'auto'")
+        resolve_coefficients(options["ns_coefficients"], options["ns_steps"])
+        adjust_lr_ratio(options["adjust_lr"], 1, 1)
+
     def _momentum(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], keep: Any, sf: Any
     ) -> list[torch.Tensor]:
@@ -412,9 +490,10 @@ class Muon(_Orthogonal):
             rows, cols = shapes[0]
             return lr * adjust_lr_ratio(rule, rows, cols)
         view = self.matrix_view(update, group["flatten"])
-        ratios = [torch.full((r,), adjust_lr_ratio(rule, r, c)) for r, c in shapes]
+        dtype = _work_dtype(p.dtype)
+        ratios = [torch.full((r,), adjust_lr_ratio(rule, r, c), dtype=dtype) for r, c in shapes]
         heads = int(group.get("num_heads") or 1)
-        per_row = torch.cat([t.repeat(heads) for t in ratios]).to(device=update.device, dtype=torch.float32)
+        per_row = torch.cat([t.repeat(heads) for t in ratios]).to(device=update.device)
         return per_row.reshape(-1, 1).expand(view.shape).reshape(update.shape)
 
 
@@ -449,6 +528,31 @@ class NorMuon(Muon):
     def _extra_defaults(self, defaults: dict[str, Any]) -> None:
         defaults.update(self._normuon)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load, then ``second_moment`` back in its own precision (float32 or the param's, if wider).
+
+        torch casts every floating state tensor to its param's dtype, which would round a bf16 param's
+        float32 second moment to bf16 (and the next step would mix the two). The tensors are taken from
+        the dict torch loads (after the user's load pre-hooks), so nothing is lost.
+        """
+        loaded: dict[str, Any] = {}
+
+        def capture(optimizer: torch.optim.Optimizer, final: dict[str, Any]) -> None:
+            loaded["state_dict"] = final
+
+        handle = self.register_load_state_dict_pre_hook(capture)  # appended: runs after the user's hooks
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
+        final = loaded.get("state_dict", state_dict)
+        saved_ids = [i for group in final["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, p in zip(saved_ids, params):
+            saved = final["state"].get(i, {}).get("second_moment")
+            if isinstance(saved, torch.Tensor) and p in self.state:
+                self.state[p]["second_moment"] = saved.to(device=p.device, dtype=_work_dtype(p.dtype))
+
     def _matrix_step(self, group, params, grads, sf) -> None:
         keep = self._keep(sf)
         updates = self._momentum(group, params, grads, keep, sf)
@@ -456,10 +560,11 @@ class NorMuon(Muon):
         lr = float(group["lr"])
         beta2 = group["muon_beta2"]
         for p, (update, _shapes) in zip(params, orthogonal):
-            view = self.matrix_view(update, group["flatten"]).to(torch.float32)
+            # The second moment and the normalisation run in float32, or in the param's dtype when wider.
+            view = self.matrix_view(update, group["flatten"]).to(_work_dtype(p.dtype))
             state = self.state[p]
             if "second_moment" not in state:
-                state["second_moment"] = torch.zeros((*view.shape[:-1], 1), dtype=torch.float32, device=p.device)
+                state["second_moment"] = torch.zeros((*view.shape[:-1], 1), dtype=view.dtype, device=p.device)
             v = state["second_moment"]
             new_v = torch.lerp(v, view.square().mean(dim=-1, keepdim=True), 1 - beta2)
             self._commit(v, new_v, keep)
@@ -546,6 +651,9 @@ class Dion(_Orthogonal):
         if p.ndim > 2 and not group["flatten"]:
             raise ValueError(f"dion needs 2-D parameters or flatten = true, got shape {tuple(p.shape)}")
 
+    def _check_matrix_options(self, options: dict[str, Any]) -> None:
+        adjust_lr_ratio(options["adjust_lr"], 1, 1)
+
     @staticmethod
     def rank(rows: int, cols: int, rank_fraction: float, rank_multiple_of: int) -> int:
         """The low rank ``r`` of a ``rows x cols`` matrix."""
@@ -555,7 +663,7 @@ class Dion(_Orthogonal):
     def _init_q(self, p: torch.Tensor, cols: int, r: int, state: dict[str, Any]) -> None:
         index = sum(1 for s in self.state.values() if "Q" in s)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        q = torch.randn(cols, r, generator=g, dtype=torch.float32)
+        q = torch.randn(cols, r, generator=g, dtype=_work_dtype(p.dtype))
         state["Q"] = (q / q.norm(dim=0, keepdim=True)).to(device=p.device, dtype=p.dtype)
 
     def _matrix_step(self, group, params, grads, sf) -> None:
@@ -573,8 +681,10 @@ class Dion(_Orthogonal):
                 self._init_q(p, cols, r, state)
             M = state["momentum_buffer"]
             Q_old = state["Q"]
-            B = (M.reshape(rows, cols).to(torch.float32) + g.reshape(rows, cols).to(torch.float32))
-            Q = Q_old.to(torch.float32)
+            work = _work_dtype(p.dtype)  # the QR and the products: float32, or the param's dtype when wider
+            B = M.reshape(rows, cols).to(work) + g.reshape(rows, cols).to(work)
+            Q_start = Q_old.to(work)
+            Q = Q_start
             for _ in range(group["power_iters"]):
                 P, _ = torch.linalg.qr(B @ Q)
                 R = B.T @ P
@@ -584,7 +694,7 @@ class Dion(_Orthogonal):
             normalized = R / (norms + group["eps"])
             update = P @ normalized.T
             # A zero column (zero momentum) keeps its old basis vector, else the power iteration would stall at 0.
-            new_Q = torch.where(norms > 0, normalized, Q_old.to(torch.float32))
+            new_Q = torch.where(norms > 0, normalized, Q_start)
             self._commit(M, new_M.reshape(M.shape).to(M.dtype), keep)
             self._commit(Q_old, new_Q.to(Q_old.dtype), keep)
             alpha = lr * adjust_lr_ratio(group["adjust_lr"], rows, cols)

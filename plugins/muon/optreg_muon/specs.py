@@ -70,7 +70,8 @@ class MuonSpec(_RoutedSpec):
     AdamW (or Lion: ``non_matrix_algorithm``). Orthogonalized updates equalise all directions of a matrix update, which
     trains hidden layers faster than AdamW at equal steps. With ``ns_coefficients =
     "muon"``, 5 steps, ``preconditioning = "frobenius"``, ``adjust_lr = "spectral_norm"``
-    and ``nesterov = true`` the matrix update equals ``torch.optim.Muon``.
+    and ``nesterov = true`` the matrix update equals ``torch.optim.Muon`` (bit for bit per matrix
+    with ``ns_backend = "torch"`` and ``foreach = false``; batched bf16 products may round differently).
     """
 
     TYPE: ClassVar[str] = "muon"
@@ -98,7 +99,11 @@ class MuonSpec(_RoutedSpec):
         "0.2 * sqrt(max(rows, cols)); none = 1.",
     )
     eps: float = field(1e-7, gt=0, doc="Floor of the norm in the Frobenius normalisation.")
-    ns_dtype: Literal["bfloat16", "float32"] = field("bfloat16", doc="Precision of the Newton-Schulz iteration.")
+    ns_dtype: Literal["bfloat16", "float32", "float64"] = field(
+        "bfloat16",
+        doc="Precision of the Newton-Schulz iteration: bfloat16 (as torch.optim.Muon), float32, or float64 "
+        "(float64 params: then no part of a step rounds below float64; torch kernel only).",
+    )
     ns_backend: Literal["auto", "torch", "triton"] = field(
         "auto", doc="Kernel: auto (Triton on CUDA if installed, else torch), torch, or triton."
     )
@@ -112,6 +117,10 @@ class MuonSpec(_RoutedSpec):
     def __attrs_post_init__(self) -> None:
         if self.num_heads > 1 and any(s % self.num_heads for s in self.split_sizes):
             raise FieldValueError("num_heads", f"every split size must be divisible by num_heads={self.num_heads}")
+        if self.ns_dtype == "float64" and self.ns_backend == "triton":
+            raise FieldValueError(
+                "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
+            )
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,10 @@ default, as in the reference implementations) or each group on its own
 (``per_group_d = True``). A group's ``lr`` multiplies the estimated step size of
 that group; a group whose ``lr`` is 0 is inactive (it neither moves nor feeds
 the estimate), which is what a frozen group or a schedule at 0 should mean.
+
+Complex parameters are stepped as their ``torch.view_as_real`` (see :func:`real_view`): state
+tensors mirror the parameter (complex), the arithmetic runs on real views, and every global
+quantity (``d``'s numerator, distances, gradient norms) is the real view's.
 """
 
 from __future__ import annotations
@@ -25,66 +29,114 @@ from optreg.optim import OptregOptimizer, as_scalar, prepare_step_factor
 __all__ = [
     "AdamCoefficients",
     "Scratch",
-    "pickled_state",
     "ScopedScalarOptimizer",
     "adam_coefficients",
     "add_scaled_",
     "axpby_",
-    "axpby_square_",
     "dot",
+    "ema_square_",
+    "keep_factor",
+    "l1_norm",
+    "lr_is_nonzero_number",
+    "real_view",
+    "sum_probe",
 ]
 
 
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or ``torch.view_as_real(t)`` for a complex tensor (a view: in-place ops reach ``t``).
+
+    Complex params are stepped as their real view (optax's split_real_and_imaginary): elementwise
+    updates act on real and imaginary parts alike, and norms and inner products are those of the real
+    view (``Re<a, b>``), which is what a gradient-based estimate of a real-valued loss needs.
+    """
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _accumulate_dtype(t: torch.Tensor) -> torch.dtype:
+    """float32 for float32 and below (bf16/fp16 sums would lose the estimate), float64 for float64."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``<a, b>`` over all elements, accumulated in at least float32."""
-    if a.dtype in (torch.float16, torch.bfloat16):
-        a, b = a.float(), b.float()
+    """``<a, b>`` over all elements, accumulated in the inputs' dtype or float32, whichever is wider."""
+    dtype = _accumulate_dtype(a)
+    if a.dtype != dtype:
+        a, b = a.to(dtype), b.to(dtype)
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
-#: Read step coefficients to Python floats on CPU (see ``_coef``). Tests turn it off to run the
-#: accelerator code path (0-dim tensor coefficients) on CPU.
-HOST_SCALARS_ON_CPU = True
+def l1_norm(t: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """``sum |t|`` accumulated like :func:`dot`; ``buffer`` (shaped like ``t``) receives ``|t|``.
 
-
-def host_scalars(device: torch.device) -> bool:
-    """Whether coefficients for tensors on ``device`` are Python floats (CPU) or 0-dim tensors."""
-    return HOST_SCALARS_ON_CPU and device.type == "cpu"
-
-
-def _coef(value: torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
-    """A coefficient for an elementwise op on ``like``: a Python float on CPU, the 0-dim tensor elsewhere.
-
-    On CPU reading a scalar waits for nothing, and the scalar overloads (``add_(x, alpha=)``,
-    ``addcmul_(x, y, value=)``) run in one pass without a temporary, where a tensor operand costs a
-    temporary the size of the parameter. On accelerators the tensor keeps the step free of host syncs.
-    Both a plain step and one with ``step_factor = 1`` take the same path, so they agree bit for bit.
+    ``abs`` into a work buffer then ``sum`` measured faster on CPU than ``vector_norm(t, 1)``.
     """
-    return float(value) if host_scalars(like.device) else value
+    return torch.abs(t, out=buffer).sum(dtype=_accumulate_dtype(t))
+
+
+def sum_probe(t: torch.Tensor) -> torch.Tensor:
+    """``sum t`` (one read pass): NaN or inf when ``t`` holds a NaN or an inf, finite otherwise.
+
+    ``0 * sum_probe(t)`` is 0 for finite ``t`` and NaN otherwise: added to an estimate, it makes a
+    non-finite value visible where the update itself would hide it (``sign(NaN)`` is 0).
+    """
+    return t.sum(dtype=_accumulate_dtype(t))
+
+
+def lr_is_nonzero_number(group: Mapping[str, Any]) -> bool:
+    """Whether the group's ``lr`` is a Python number other than 0 (known without reading a tensor).
+
+    Then the group is active whenever the step is taken, and a gated gradient (zeros on a skipped
+    step) already gates the state updates: a square needs no gate factor (no extra pass).
+    """
+    lr = group["lr"]
+    return not isinstance(lr, torch.Tensor) and lr != 0
+
+
+def keep_factor(gate: torch.Tensor, beta: float) -> torch.Tensor:
+    """``beta`` where ``gate`` is not 0, 1 where it is, in ``gate``'s dtype.
+
+    ``torch.where(gate != 0, beta, 1.0)`` with Python floats would be a float32 tensor (0.9 becomes
+    0.899999976), which rounds every EMA of a float64 run.
+    """
+    return torch.where(gate != 0, torch.full_like(gate, beta), torch.ones_like(gate))
+
+
+# The elementwise helpers take their coefficients as 0-dim tensors on every device: a step reads
+# nothing on the host (no sync on an accelerator), and a plain step and a ``step_factor = 1`` step run
+# the same ops, so they agree bit for bit on every machine. Each is one pass per op without a
+# temporary: ``mul_`` with a 0-dim tensor runs the kernel a Python scalar runs, and
+# ``addcmul_(x, b)`` with a 0-dim ``b`` is ``add_(x, alpha=b)`` without reading ``b`` on the host.
 
 
 def axpby_(y: torch.Tensor, a: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``y <- a * y + b * x`` in place (``a``, ``b`` 0-dim tensors)."""
-    a_, b_ = _coef(a, y), _coef(b, y)
-    if isinstance(b_, float):
-        return y.mul_(a_).add_(x, alpha=b_)
-    return y.mul_(a_).addcmul_(x, b_)
-
-
-def axpby_square_(y: torch.Tensor, a: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``y <- a * y + b * x * x`` in place."""
-    a_, b_ = _coef(a, y), _coef(b, y)
-    if isinstance(b_, float):
-        return y.mul_(a_).addcmul_(x, x, value=b_)
-    return y.mul_(a_).addcmul_(x, x * b_)
+    return y.mul_(a).addcmul_(x, b)
 
 
 def add_scaled_(y: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``y <- y + b * x`` in place."""
-    b_ = _coef(b, y)
-    if isinstance(b_, float):
-        return y.add_(x, alpha=b_)
-    return y.addcmul_(x, b_)
+    """``y <- y + b * x`` in place (``b`` a 0-dim tensor)."""
+    return y.addcmul_(x, b)
+
+
+def ema_square_(
+    y: torch.Tensor,
+    keep: torch.Tensor,
+    x: torch.Tensor,
+    value: float | torch.Tensor,
+    buffer: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``y <- keep * y + value * x * x`` in place.
+
+    A Python float ``value`` (a hyperparameter such as ``1 - beta2``) makes it one fused ``addcmul_``;
+    a 0-dim tensor ``value`` (data-dependent, e.g. Prodigy's ``d^2 (1 - beta2)``) costs one pass writing
+    ``value * x`` into ``buffer`` (shaped like ``x``), instead of reading ``value`` on the host.
+    """
+    if isinstance(value, torch.Tensor):
+        if buffer is None:
+            raise ValueError("ema_square_ with a tensor value needs a work buffer shaped like x")
+        return y.mul_(keep).addcmul_(x, torch.mul(x, value, out=buffer))
+    return y.mul_(keep).addcmul_(x, x, value=value)
 
 
 class Scratch:
@@ -98,6 +150,7 @@ class Scratch:
         self._buffers: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
     def get(self, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        """A work tensor shaped like ``like``; different ``slot`` values never share memory."""
         if like.device.type != "cpu":
             return torch.empty_like(like, memory_format=torch.contiguous_format)
         key = (like.device, like.dtype, slot)
@@ -107,21 +160,8 @@ class Scratch:
         return buffer[: like.numel()].view(like.shape)
 
     def clear(self) -> None:
+        """Free the buffers."""
         self._buffers.clear()
-
-
-def pickled_state(optimizer: Any, torch_state: dict[str, Any]) -> dict[str, Any]:
-    """torch's ``__getstate__`` plus the optimizer's own attributes (not hooks, not work buffers).
-
-    torch keeps only defaults, state and param_groups, which would lose constructor-level options
-    (``per_group_d``, MoMo's ``beta``) in ``copy.deepcopy`` and pickling.
-    """
-    extra = {
-        key: value
-        for key, value in optimizer.__dict__.items()
-        if key not in torch_state and not key.startswith("_optimizer_") and key != "scratch"
-    }
-    return {**torch_state, **extra}
 
 
 def _group_device(group: Mapping[str, Any]) -> torch.device:
@@ -139,17 +179,14 @@ class ScopedScalarOptimizer(OptregOptimizer):
     """
 
     SCALARS: tuple[str, ...] = ()
+    TRANSIENT = ("scratch",)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False) -> None:
         self.per_group_d = bool(per_group_d)
-        self.scratch = Scratch()
+        self._init_transient()
         super().__init__(params, defaults)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return pickled_state(self, super().__getstate__())
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+    def _init_transient(self) -> None:
         self.scratch = Scratch()
 
     # -- scalars
@@ -240,6 +277,6 @@ def adam_coefficients(
         bias_correction = torch.sqrt(1 - beta2 ** (k + 1)) / (1 - beta1 ** (k + 1))
     else:
         bias_correction = torch.ones_like(d)
-    keep1 = torch.where(gate != 0, beta1, 1.0).to(d.dtype)
-    keep2 = torch.where(gate != 0, beta2, 1.0).to(d.dtype)
+    keep1 = keep_factor(gate, beta1)
+    keep2 = keep_factor(gate, beta2)
     return AdamCoefficients(beta1, beta2, active, gate, d * lr * bias_correction, keep1, keep2)

@@ -25,12 +25,16 @@ import torch
 from optreg.optim import gate_grad, params_with_grads
 from optreg_paramfree._common import (
     ScopedScalarOptimizer,
-    _coef,
     adam_coefficients,
     add_scaled_,
     axpby_,
-    axpby_square_,
     dot,
+    ema_square_,
+    keep_factor,
+    l1_norm,
+    lr_is_nonzero_number,
+    real_view,
+    sum_probe,
 )
 
 __all__ = ["DAdaptAdamW", "DAdaptLion", "DAdaptSGD"]
@@ -116,31 +120,36 @@ class DAdaptAdamW(_DAdapt):
                 continue
             beta1, beta2, active, gate, dlr, keep1, keep2 = adam_coefficients(group, d, k, sf, self._lr_of(group, d))
             any_active = torch.maximum(any_active, active)
-            keep_s = torch.where(gate != 0, sqrt_beta2, 1.0).to(d.dtype)
+            keep_s = keep_factor(gate, sqrt_beta2)
             c1 = dlr * (1 - beta1) * gate
-            c2 = (1 - beta2) * gate
             c_s = dlr * (1 - sqrt_beta2) * gate
+            # The gated gradient is 0 on a skipped step; only a group whose lr may be 0 needs the gate in the square.
+            c2 = 1 - beta2 if lr_is_nonzero_number(group) else (1 - beta2) * gate
             eps, decay, decouple = group["eps"], group["weight_decay"], group["decouple"]
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = real_view(p.grad)
                 if decay != 0 and not decouple:
-                    grad = grad.add(p, alpha=decay)
+                    grad = grad.add(param, alpha=decay)
+                grad = gate_grad(grad, step_factor)
                 state = self.state[p]
                 if "exp_avg" not in state:
                     state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s, exp_avg, exp_avg_sq = state["s"], state["exp_avg"], state["exp_avg_sq"]
-                denom = torch.sqrt(exp_avg_sq, out=self.scratch.get(p)).add_(eps)
+                s, exp_avg, exp_avg_sq = (real_view(state[key]) for key in ("s", "exp_avg", "exp_avg_sq"))
+                denom = torch.sqrt(exp_avg_sq, out=self.scratch.get(param)).add_(eps)
                 numerator_acc = numerator_acc + dlr * gate * dot(grad, torch.div(s, denom, out=denom))
                 axpby_(exp_avg, keep1, grad, c1)
-                axpby_square_(exp_avg_sq, keep2, grad, c2)
+                buffer = self.scratch.get(param, 1) if isinstance(c2, torch.Tensor) else None
+                ema_square_(exp_avg_sq, keep2, grad, c2, buffer)
                 axpby_(s, keep_s, grad, c_s)
-                sk_l1 = sk_l1 + active * torch.abs(s, out=denom).sum(dtype=torch.float32)
+                sk_l1 = sk_l1 + active * l1_norm(s, denom)
             plans.append((group, params, dlr, active))
 
         new_numerator = sqrt_beta2 * numerator_weighted + (1 - sqrt_beta2) * numerator_acc
-        progress = (sk_l1 > 0).to(d.dtype)
+        # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
+        progress = (sk_l1 != 0).to(d.dtype)
         d_hat = new_numerator / ((1 - sqrt_beta2) * torch.where(progress != 0, sk_l1, torch.ones_like(sk_l1)))
         take = sf * progress
         d_next = torch.where((take * any_active) != 0, self._grow(d, d_hat, leader["growth_rate"]), d)
@@ -157,11 +166,11 @@ class DAdaptAdamW(_DAdapt):
             move = take * active
             eps, decay = group["eps"], group["weight_decay"]
             for p in params:
-                state = self.state[p]
-                denom = torch.sqrt(state["exp_avg_sq"], out=self.scratch.get(p)).add_(eps)
+                param, state = real_view(p), self.state[p]
+                denom = torch.sqrt(real_view(state["exp_avg_sq"]), out=self.scratch.get(param)).add_(eps)
                 if decay != 0 and group["decouple"]:
-                    add_scaled_(p, p, -decay * dlr * move)
-                add_scaled_(p, torch.div(state["exp_avg"], denom, out=denom), -move)
+                    add_scaled_(param, param, -decay * dlr * move)
+                add_scaled_(param, torch.div(real_view(state["exp_avg"]), denom, out=denom), -move)
 
 
 class DAdaptSGD(_DAdapt):
@@ -203,7 +212,7 @@ class DAdaptSGD(_DAdapt):
             active = (lr != 0).to(d.dtype)
             any_active = torch.maximum(any_active, active)
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 g_sq = g_sq + active * dot(grad, grad)
             work.append((group, params, lr, active))
         # The gradient norm of the first step (with a nonzero gradient) fixes the scale of every later step.
@@ -218,21 +227,23 @@ class DAdaptSGD(_DAdapt):
             c = dlr * gate
             decay = group["weight_decay"]
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 if decay != 0:
-                    grad = grad.add(p, alpha=decay)
+                    grad = grad.add(param, alpha=decay)
                 state = self.state[p]
                 if "s" not in state:
                     state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
-                s = state["s"]
+                s = real_view(state["s"])
                 numerator_acc = numerator_acc + c * dot(grad, s)
                 add_scaled_(s, grad, c)
                 sk_sq = sk_sq + active * dot(s, s)
             plans.append((group, params, active))
 
         new_numerator = numerator_weighted + numerator_acc
-        progress = (sk_sq > 0).to(d.dtype)
+        # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
+        progress = (sk_sq != 0).to(d.dtype)
         d_hat = 2 * new_numerator / torch.sqrt(torch.where(progress != 0, sk_sq, torch.ones_like(sk_sq)))
         take = sf * progress
         d_next = torch.where((take * any_active) != 0, self._grow(d, d_hat, leader["growth_rate"]), d)
@@ -249,10 +260,9 @@ class DAdaptSGD(_DAdapt):
         for group, params, active in plans:
             ck = (1 - group["momentum"]) * take * active
             for p in params:
-                state = self.state[p]
-                z = torch.sub(state["x0"], state["s"], out=self.scratch.get(p))
-                weight = _coef(ck, p)
-                p.lerp_(z, weight if isinstance(weight, float) else weight.to(p.dtype))
+                param, state = real_view(p), self.state[p]
+                z = torch.sub(real_view(state["x0"]), real_view(state["s"]), out=self.scratch.get(param))
+                param.lerp_(z, ck.to(param.dtype))  # lerp takes a tensor weight of the param's dtype
 
 
 class DAdaptLion(_DAdapt):
@@ -278,7 +288,7 @@ class DAdaptLion(_DAdapt):
         sqrt_beta2 = math.sqrt(leader["betas"][1])
         sf = self._gate(step_factor, d)
         zero = torch.zeros_like(d)
-        numerator_acc, sk_l1, any_active = zero, zero, zero
+        numerator_acc, sk_l1, any_active, probe = zero, zero, zero, zero
         for group in scope:
             params = params_with_grads(group)
             if not params:
@@ -289,28 +299,37 @@ class DAdaptLion(_DAdapt):
             gate = sf * active
             any_active = torch.maximum(any_active, active)
             dlr = d * lr
-            shrink = 1 - dlr * group["weight_decay"] * gate
-            keep2 = torch.where(gate != 0, beta2, 1.0).to(d.dtype)
-            keep_s = torch.where(gate != 0, sqrt_beta2, 1.0).to(d.dtype)
+            decay = group["weight_decay"]
+            shrink = 1 - dlr * decay * gate
+            keep2 = keep_factor(gate, beta2)
+            keep_s = keep_factor(gate, sqrt_beta2)
             c2 = (1 - beta2) * dlr * gate
             c_s = (1 - sqrt_beta2) * dlr * gate
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 state = self.state[p]
                 if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avg, s = state["exp_avg"], state["s"]
-                p.mul_(_coef(shrink, p))
-                update = torch.mul(exp_avg, beta1, out=self.scratch.get(p)).add_(grad, alpha=1 - beta1).sign_()
-                add_scaled_(p, update, -dlr * gate)
+                exp_avg, s = real_view(state["exp_avg"]), real_view(state["s"])
+                if decay != 0:
+                    param.mul_(shrink)
+                update = torch.mul(exp_avg, beta1, out=self.scratch.get(param)).add_(grad, alpha=1 - beta1)
+                probe = probe + sum_probe(update)  # sign(NaN) is 0: without it a NaN gradient would freeze
+                update.sign_()
+                add_scaled_(param, update, -dlr * gate)
                 axpby_(exp_avg, keep2, grad, c2)
                 numerator_acc = numerator_acc + dlr * gate * dot(update, s)
                 axpby_(s, keep_s, update, c_s)
-                sk_l1 = sk_l1 + active * torch.abs(s, out=update).sum(dtype=torch.float32)
+                sk_l1 = sk_l1 + active * l1_norm(s, update)
 
+        # A NaN or inf in a gradient (or the momentum) makes the numerator, hence d, NaN: every param of
+        # the scope then becomes NaN at the next step, instead of the affected coordinates silently freezing.
+        numerator_acc = numerator_acc + 0 * probe
         new_numerator = sqrt_beta2 * numerator_weighted + (1 - sqrt_beta2) * numerator_acc
-        progress = (sk_l1 > 0).to(d.dtype)
+        # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
+        progress = (sk_l1 != 0).to(d.dtype)
         d_hat = new_numerator / ((1 - sqrt_beta2) * torch.where(progress != 0, sk_l1, torch.ones_like(sk_l1)))
         take = sf * progress
         self._write(

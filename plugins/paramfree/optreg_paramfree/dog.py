@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 
 from optreg.optim import gate_grad, params_with_grads
-from optreg_paramfree._common import ScopedScalarOptimizer, add_scaled_, dot
+from optreg_paramfree._common import ScopedScalarOptimizer, add_scaled_, dot, real_view
 
 __all__ = ["DoG", "DoWG"]
 
@@ -46,14 +46,14 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
             active = (lr != 0).to(like.dtype)
             decay = group["weight_decay"]
             for p in params:
-                state = self.state[p]
+                param, state = real_view(p), self.state[p]
                 if "x0" not in state:
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
-                    x0_sq = x0_sq + active * dot(p, p)
-                grad = gate_grad(p.grad, step_factor)
+                    x0_sq = x0_sq + active * dot(param, param)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 if decay != 0:
-                    grad = grad.add(p, alpha=decay)
-                diff = torch.sub(p, state["x0"], out=self.scratch.get(p))
+                    grad = grad.add(param, alpha=decay)
+                diff = torch.sub(param, real_view(state["x0"]), out=self.scratch.get(param))
                 dist_sq = dist_sq + active * dot(diff, diff)
                 grad_sq = grad_sq + active * dot(grad, grad)
             work.append((group, params, lr * active))
@@ -70,10 +70,11 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
             scale = -eta * lr * sf
             decay = group["weight_decay"]
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 if decay != 0:
-                    grad = grad.add(p, alpha=decay)
-                add_scaled_(p, grad, scale)
+                    grad = grad.add(param, alpha=decay)
+                add_scaled_(param, grad, scale)
 
 
 class DoG(_DistanceOverGradients):
@@ -137,7 +138,8 @@ class DoG(_DistanceOverGradients):
         first = k == 0
         new_max = torch.maximum(torch.where(first, r_eps, max_dist), torch.sqrt(dist_sq))
         new_sum = sum_sq + grad_sq
-        eta = new_max / torch.sqrt(new_sum + leader["eps"])
+        # An inf gradient norm would give eta = 0 for good (every param silently frozen): make it NaN instead.
+        eta = new_max / torch.sqrt(new_sum + leader["eps"]) + 0 * new_sum
         if mode == "learning_rate":
             eta = torch.where(first, torch.full_like(eta, value), eta)
         take = sf != 0
@@ -196,7 +198,8 @@ class DoWG(_DistanceOverGradients):
         dist_sq, grad_sq, _, work = self._norms(scope, step_factor, estim)
         new_estim = torch.maximum(estim, dist_sq)
         new_weighted = weighted + new_estim * grad_sq
-        eta = new_estim / (torch.sqrt(new_weighted) + leader["eps"])
+        # An inf gradient norm would give eta = 0 for good (every param silently frozen): make it NaN instead.
+        eta = new_estim / (torch.sqrt(new_weighted) + leader["eps"]) + 0 * new_weighted
         take = sf != 0
         self._write(
             scope,

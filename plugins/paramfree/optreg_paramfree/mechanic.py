@@ -13,6 +13,11 @@ with ``g~ = g + lambda * sum(s) * ||g|| / ||x|| * x``,
 ``r = beta r + clip(h, -m_prev, m_prev) * s``,
 ``s = (s_init / n * m + max(r, 0)) / (sqrt(v) + eps)``; then
 ``x_{t+1} = x_ref + sum(s) * (Delta_t + u_t)``.
+
+``g`` is the descent direction of the inner optimizer: a group whose options say
+``maximize = True`` (torch's convention, e.g. ``sgd``) contributes ``-grad``, so
+Mechanic learns the scale of an ascent as it does of a descent. Complex
+parameters enter ``h`` and the norms through their real view (``Re<g, x>``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import torch
 
 from optreg.optim import WrappedOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
-from optreg_paramfree._common import Scratch, dot, host_scalars
+from optreg_paramfree._common import Scratch, dot, real_view
 
 __all__ = ["Mechanic"]
 
@@ -39,6 +44,7 @@ class Mechanic(WrappedOptimizer):
     """
 
     PREFIX = "mechanic_"
+    TRANSIENT = ("scratch",)
 
     def __init__(
         self,
@@ -57,12 +63,11 @@ class Mechanic(WrappedOptimizer):
         self.mechanic_eps = float(eps)
         self.s_init = float(s_init)
         self.num_betas = int(num_betas)
-        self.scratch = Scratch()
+        self._init_transient()
         super().__init__(inner)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.scratch = Scratch()  # work buffers are not pickled
+    def _init_transient(self) -> None:
+        self.scratch = Scratch()
 
     def _init_group(self, group: dict[str, Any]) -> None:
         leader = self.param_groups[0]
@@ -97,27 +102,34 @@ class Mechanic(WrappedOptimizer):
         s, m, v, r = (leader[key] for key in _SCALARS)
         device = s.device
         sf = None if step_factor is None else as_scalar(step_factor, device)
-        params = [p for group in self.param_groups for p in params_with_grads(group)]
+        # (param, -1 for a group that maximizes: its descent direction is -grad)
+        params = [
+            (p, -1.0 if group.get("maximize", False) else 1.0)
+            for group in self.param_groups
+            for p in params_with_grads(group)
+        ]
 
         eps, decay = self.mechanic_eps, self.mechanic_weight_decay
         s_sum = s.sum()
         zero = torch.zeros((), dtype=s.dtype, device=device)
         grad_sq, param_sq = zero, zero
-        for p in params:
-            grad = gate_grad(p.grad, step_factor)
+        for p, _ in params:
+            grad = gate_grad(real_view(p.grad), step_factor)
+            param = real_view(p)
             grad_sq = grad_sq + dot(grad, grad).to(device)
-            param_sq = param_sq + dot(p, p).to(device)
+            param_sq = param_sq + dot(param, param).to(device)
         decay_coef = decay * s_sum * torch.sqrt(grad_sq) / (torch.sqrt(param_sq) + eps)
 
         h = zero
         before, refs = [], []
-        for p in params:
+        for p, sign in params:
             ref = self.wrapper_state.get(p, {}).get("mechanic_x_ref")
             if ref is None:
                 ref = p.detach().clone(memory_format=torch.preserve_format)
-            grad = gate_grad(p.grad, step_factor)
-            diff = torch.sub(ref, p, out=self.scratch.get(p))  # (x_ref - x) = -sum(s) * Delta_t
-            h = h + ((dot(grad, diff) + decay_coef * dot(p, diff)) / (s_sum + eps)).to(device)
+            param = real_view(p)
+            grad = gate_grad(real_view(p.grad), step_factor)
+            diff = torch.sub(real_view(ref), param, out=self.scratch.get(param))  # (x_ref - x) = -sum(s) * Delta_t
+            h = h + ((sign * dot(grad, diff) + decay_coef * dot(param, diff)) / (s_sum + eps)).to(device)
             before.append(p.detach().clone(memory_format=torch.preserve_format))
             refs.append(ref)
 
@@ -144,17 +156,14 @@ class Mechanic(WrappedOptimizer):
             group.update(zip(_SCALARS, (new_s, new_m, new_v, new_r)))
 
         new_sum = new_s.sum()
-        for p, ref, prev in zip(params, refs, before):
-            cpu = host_scalars(p.device)
-            step = torch.sub(p, prev, out=self.scratch.get(p))  # u_t, the inner update
-            delta = prev.clone() if sf is not None else prev  # keep x_t for a skipped step
-            delta.sub_(ref).div_(float(s_sum + eps) if cpu else s_sum + eps).add_(step)  # Delta_t + u_t
-            if cpu:
-                torch.add(ref, delta, alpha=float(new_sum), out=step)
-            else:
-                torch.add(ref, delta * new_sum.to(p.dtype), out=step)
+        for (p, _), ref, prev in zip(params, refs, before):
+            param, ref_r, prev_r = real_view(p), real_view(ref), real_view(prev)
+            step = torch.sub(param, prev_r, out=self.scratch.get(param))  # u_t, the inner update
+            delta = prev_r.clone() if sf is not None else prev_r  # keep x_t for a skipped step
+            delta.sub_(ref_r).div_(s_sum + eps).add_(step)  # Delta_t + u_t
+            torch.addcmul(ref_r, delta, new_sum, out=step)  # x_ref + sum(s) * (Delta_t + u_t)
             if sf is not None:
-                step = torch.where(sf.to(p.device) != 0, step, prev)
-            p.copy_(step)
+                step = torch.where(sf.to(p.device) != 0, step, prev_r)
+            param.copy_(step)
             self.wrapper_state.setdefault(p, {})["mechanic_x_ref"] = ref
         return loss

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from optreg.optim import OptregOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
-from optreg_paramfree._common import Scratch, add_scaled_, axpby_, axpby_square_, dot, host_scalars, pickled_state
+from optreg_paramfree._common import Scratch, add_scaled_, axpby_, dot, ema_square_, keep_factor, real_view
 
 __all__ = ["Momo", "MomoAdam"]
 
@@ -30,18 +30,16 @@ _SCALARS = ("loss_avg", "gamma", "lb", "k")
 class _LossModel(OptregOptimizer):
     """Shared parts: the loss (closure or ``latest_loss``), the global scalars in every group."""
 
+    TRANSIENT = ("scratch",)
+
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, lower_bound: float) -> None:
         self.lower_bound = float(lower_bound)
         #: The loss the next ``step()`` without a closure uses; reset to None by the step.
         self.latest_loss: Any = None
-        self.scratch = Scratch()
+        self._init_transient()
         super().__init__(params, defaults)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return pickled_state(self, super().__getstate__())
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+    def _init_transient(self) -> None:
         self.scratch = Scratch()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -149,17 +147,18 @@ class Momo(_LossModel):
         for group in self.param_groups:
             params = params_with_grads(group)
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = gate_grad(real_view(p.grad), step_factor)
                 state = self.state[p]
                 fresh = "grad_avg" not in state
                 if fresh:
                     state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                grad_avg = state["grad_avg"]
+                grad_avg = real_view(state["grad_avg"])
                 beta_p = torch.zeros_like(k) if fresh and not self.bias_correction else beta_t
                 keep = torch.where(take, beta_p, torch.ones_like(k))
                 axpby_(grad_avg, keep, grad, (1 - beta_p) * sf)
-                grad_dot_x = grad_dot_x + dot(grad, p).to(k.device)
-                x_dot_avg = x_dot_avg + dot(p, grad_avg).to(k.device)
+                grad_dot_x = grad_dot_x + dot(grad, param).to(k.device)
+                x_dot_avg = x_dot_avg + dot(param, grad_avg).to(k.device)
                 avg_sq = avg_sq + dot(grad_avg, grad_avg).to(k.device)
             plans.append((group, params))
         new_gamma = beta_t * gamma + (1 - beta_t) * grad_dot_x
@@ -172,16 +171,18 @@ class Momo(_LossModel):
             if self.adapt_lower_bound:
                 new_lb = self._adapt_lb(new_loss_avg - new_gamma + x_dot_avg / wd, wd, rho, new_lb)
             numerator = wd * (new_loss_avg - rho * new_lb) + x_dot_avg - wd * new_gamma
-            t1 = torch.where(avg_sq > 0, numerator.clamp(min=0) / torch.where(avg_sq > 0, avg_sq, 1.0), 0.0)
+            # `!= 0`, not `> 0`: a NaN norm (a NaN gradient) must give a NaN step, not a silent step of 0.
+            t1 = torch.where(avg_sq != 0, numerator.clamp(min=0) / torch.where(avg_sq != 0, avg_sq, 1.0), 0.0)
             tau = torch.where(take, torch.minimum(lr / rho, t1), 0.0)
             if self.adapt_lower_bound:
                 h = new_loss_avg + x_dot_avg - new_gamma
                 new_lb = torch.clamp((h - 0.5 * tau * avg_sq) / rho, min=self.lower_bound)
             shrink = 1 + lr * group["weight_decay"] * sf
             for p in params:
-                add_scaled_(p, self.state[p]["grad_avg"], -tau)
+                param = real_view(p)
+                add_scaled_(param, real_view(self.state[p]["grad_avg"]), -tau)
                 if group["weight_decay"] != 0:
-                    p.div_(shrink)
+                    param.div_(shrink)
 
         self._write(
             {
@@ -224,18 +225,16 @@ class MomoAdam(_LossModel):
         super().__init__(params, {"lr": lr, "eps": eps, "weight_decay": weight_decay}, lower_bound=lower_bound)
 
     def _precond(self, grad_avg_sq: torch.Tensor, bc2: torch.Tensor, eps: float) -> torch.Tensor:
-        """``sqrt(v / bc2) + eps`` in a work buffer."""
-        out = torch.div(grad_avg_sq, float(bc2) if host_scalars(grad_avg_sq.device) else bc2,
-                        out=self.scratch.get(grad_avg_sq))
-        return out.sqrt_().add_(eps)
+        """``sqrt(v / bc2) + eps`` in a work buffer (``bc2`` a 0-dim tensor: nothing read on the host)."""
+        return torch.div(grad_avg_sq, bc2, out=self.scratch.get(grad_avg_sq)).sqrt_().add_(eps)
 
     def _momo_step(self, loss: torch.Tensor, sf: torch.Tensor, step_factor: torch.Tensor | None) -> None:
         leader = self.param_groups[0]
         loss_avg, gamma, lb, k = (leader[key] for key in _SCALARS)
         beta1, beta2 = self.betas
         take = sf != 0
-        keep1 = torch.where(take, beta1, 1.0).to(k.dtype)
-        keep2 = torch.where(take, beta2, 1.0).to(k.dtype)
+        keep1 = keep_factor(sf, beta1)
+        keep2 = keep_factor(sf, beta2)
         bc1 = 1 - beta1 ** (k + 1)
         bc2 = 1 - beta2 ** (k + 1)
         zero = torch.zeros_like(k)
@@ -245,17 +244,18 @@ class MomoAdam(_LossModel):
             params = params_with_grads(group)
             eps = group["eps"]
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = gate_grad(real_view(p.grad), step_factor)  # 0 on a skipped step: the square needs no gate
                 state = self.state[p]
                 if "grad_avg" not in state:
                     state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["grad_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                grad_avg, grad_avg_sq = state["grad_avg"], state["grad_avg_sq"]
+                grad_avg, grad_avg_sq = real_view(state["grad_avg"]), real_view(state["grad_avg_sq"])
                 axpby_(grad_avg, keep1, grad, (1 - beta1) * sf)
-                axpby_square_(grad_avg_sq, keep2, grad, (1 - beta2) * sf)
-                grad_dot_x = grad_dot_x + dot(grad, p).to(k.device)
+                ema_square_(grad_avg_sq, keep2, grad, 1 - beta2)
+                grad_dot_x = grad_dot_x + dot(grad, param).to(k.device)
                 precond = self._precond(grad_avg_sq, bc2, eps)
-                x_dot_avg = x_dot_avg + dot(p, grad_avg).to(k.device)
+                x_dot_avg = x_dot_avg + dot(param, grad_avg).to(k.device)
                 avg_norm = avg_norm + dot(grad_avg, torch.div(grad_avg, precond, out=precond)).to(k.device)
             plans.append((group, params))
         new_loss_avg = beta1 * loss_avg + (1 - beta1) * loss
@@ -268,20 +268,21 @@ class MomoAdam(_LossModel):
             if self.adapt_lower_bound:
                 new_lb = self._adapt_lb(new_loss_avg - new_gamma + x_dot_avg / wd, wd, bc1, new_lb)
             numerator = wd * (new_loss_avg - bc1 * new_lb) + x_dot_avg - wd * new_gamma
-            t1 = torch.where(avg_norm > 0, numerator.clamp(min=0) / torch.where(avg_norm > 0, avg_norm, 1.0), 0.0)
+            # `!= 0`, not `> 0`: a NaN norm (a NaN gradient) must give a NaN step, not a silent step of 0.
+            t1 = torch.where(avg_norm != 0, numerator.clamp(min=0) / torch.where(avg_norm != 0, avg_norm, 1.0), 0.0)
             tau = torch.where(take, torch.minimum(lr / bc1, t1), 0.0)
             if self.adapt_lower_bound:
                 h = new_loss_avg + x_dot_avg - new_gamma
                 new_lb = torch.clamp((h - 0.5 * tau * avg_norm) / bc1, min=self.lower_bound)
             decay = group["weight_decay"] * lr * sf
             for p in params:
-                state = self.state[p]
-                precond = self._precond(state["grad_avg_sq"], bc2, group["eps"])
+                param, state = real_view(p), self.state[p]
+                precond = self._precond(real_view(state["grad_avg_sq"]), bc2, group["eps"])
                 if group["weight_decay"] != 0 and self.weight_decay_mode == "decoupled":
-                    p.mul_(1 - decay)
-                add_scaled_(p, torch.div(state["grad_avg"], precond, out=precond), -tau)
+                    param.mul_(1 - decay)
+                add_scaled_(param, torch.div(real_view(state["grad_avg"]), precond, out=precond), -tau)
                 if group["weight_decay"] != 0 and self.weight_decay_mode == "proximal":
-                    p.div_(1 + decay)
+                    param.div_(1 + decay)
 
         self._write(
             {

@@ -22,12 +22,14 @@ import torch
 from optreg.optim import gate_grad, params_with_grads
 from optreg_paramfree._common import (
     ScopedScalarOptimizer,
-    _coef,
     adam_coefficients,
     add_scaled_,
     axpby_,
-    axpby_square_,
     dot,
+    ema_square_,
+    keep_factor,
+    l1_norm,
+    real_view,
 )
 
 __all__ = ["Prodigy"]
@@ -116,19 +118,21 @@ class Prodigy(ScopedScalarOptimizer):
                 continue
             beta1, beta2, active, gate, dlr, keep1, keep2 = adam_coefficients(group, d, k, sf, self._lr_of(group, d))
             any_active = torch.maximum(any_active, active)
-            keep3 = torch.where(gate != 0, beta3, 1.0).to(d.dtype)
-            c1 = d * (1 - beta1) * gate
+            keep3 = keep_factor(gate, beta3)
+            c1 = d * (1 - beta1) * gate  # Adam's moments average d * g (as in prodigyopt)
             c2 = d * d * (1 - beta2) * gate
             c_num = (d / d0) * dlr * gate
             c_s = (d / d0) * (d if safeguard else dlr) * gate
             decay, decouple, slice_p = group["weight_decay"], group["decouple"], group["slice_p"]
             for p in params:
-                grad = gate_grad(p.grad, step_factor)
+                param = real_view(p)
+                grad = real_view(p.grad)
                 if decay != 0 and not decouple:
-                    grad = grad.add(p, alpha=decay)
+                    grad = grad.add(param, alpha=decay)
+                grad = gate_grad(grad, step_factor)
                 state = self.state[p]
                 if "exp_avg_sq" not in state:
-                    flat = p.detach().reshape(-1)[::slice_p]
+                    flat = param.detach().reshape(-1)[::slice_p]
                     state["s"] = torch.zeros_like(flat)
                     state["p0"] = flat.clone()
                     if beta1 > 0:
@@ -136,17 +140,18 @@ class Prodigy(ScopedScalarOptimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 s, p0 = state["s"], state["p0"]
                 grad_slice = grad.reshape(-1)[::slice_p]
-                diff = torch.sub(p0, p.reshape(-1)[::slice_p], out=self.scratch.get(p0))
+                diff = torch.sub(p0, param.reshape(-1)[::slice_p], out=self.scratch.get(p0))
                 delta_numerator = delta_numerator + c_num * dot(grad_slice, diff)
                 if beta1 > 0:
-                    axpby_(state["exp_avg"], keep1, grad, c1)
-                axpby_square_(state["exp_avg_sq"], keep2, grad, c2)
+                    axpby_(real_view(state["exp_avg"]), keep1, grad, c1)
+                ema_square_(real_view(state["exp_avg_sq"]), keep2, grad, c2, self.scratch.get(param, 1))
                 axpby_(s, keep3, grad_slice, c_s)
-                d_denom = d_denom + active * s.abs().sum(dtype=torch.float32)
+                d_denom = d_denom + active * l1_norm(s, diff)
             plans.append((group, params, dlr, active))
 
         new_numerator = numerator * beta3 + delta_numerator
-        progress = (d_denom > 0).to(d.dtype)
+        # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
+        progress = (d_denom != 0).to(d.dtype)
         d_hat = d_coef * new_numerator / torch.where(progress != 0, d_denom, torch.ones_like(d_denom))
         new_d_max = torch.maximum(d_max, d_hat)
         new_d = torch.where(d == d0, torch.maximum(d, d_hat), d)
@@ -169,14 +174,15 @@ class Prodigy(ScopedScalarOptimizer):
             eps, decay = group["eps"], group["weight_decay"]
             beta1 = group["betas"][0]
             for p in params:
-                state = self.state[p]
-                denom = torch.sqrt(state["exp_avg_sq"], out=self.scratch.get(p)).add_(_coef(d_next * eps, p))
+                param, state = real_view(p), self.state[p]
+                denom = torch.sqrt(real_view(state["exp_avg_sq"]), out=self.scratch.get(param)).add_(d_next * eps)
                 if decay != 0 and group["decouple"]:
-                    add_scaled_(p, p, -decay * dlr * move)
+                    add_scaled_(param, param, -decay * dlr * move)
                 if beta1 > 0:
-                    add_scaled_(p, torch.div(state["exp_avg"], denom, out=denom), -dlr * move)
+                    add_scaled_(param, torch.div(real_view(state["exp_avg"]), denom, out=denom), -dlr * move)
                 else:
-                    grad = gate_grad(p.grad, step_factor)
+                    grad = real_view(p.grad)
                     if decay != 0 and not group["decouple"]:
-                        grad = grad.add(p, alpha=decay)
-                    add_scaled_(p, torch.div(grad, denom, out=denom), -dlr * d_next * move)
+                        grad = grad.add(param, alpha=decay)
+                    grad = gate_grad(grad, step_factor)
+                    add_scaled_(param, torch.div(grad, denom, out=denom), -dlr * d_next * move)

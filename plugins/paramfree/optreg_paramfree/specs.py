@@ -202,7 +202,12 @@ class DoWGSpec(OptimizerSpec):
 
 @attrs.frozen(kw_only=True)
 class COCOBSpec(OptimizerSpec):
-    """COCOB-Backprop: each coordinate bets on its gradient sign, no learning rate."""
+    """COCOB-Backprop: each coordinate bets on its gradient sign, no learning rate.
+
+    ``lr`` multiplies the gradients (as in optax), and COCOB is invariant to their scale: every
+    positive ``lr`` gives the same trajectory and an LR schedule has no effect until it reaches 0
+    (a non-constant schedule warns). Keep ``lr = 1``; ``lr = 0`` freezes a group.
+    """
 
     TYPE: ClassVar[str] = "cocob"
     PAPER: ClassVar[str] = (
@@ -211,7 +216,12 @@ class COCOBSpec(OptimizerSpec):
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _STEP_FACTOR
 
-    lr: float = field(1.0, ge=0, doc="Scales the gradients the bettor sees (0 freezes the group).")
+    lr: float = field(
+        1.0,
+        ge=0,
+        doc="Scales the gradients the bettor sees; COCOB is scale-invariant, so any positive value gives the "
+        "same trajectory (a schedule changes nothing until it reaches 0, which freezes the group).",
+    )
     alpha: float = field(100.0, gt=0, doc="Caps the fraction bet early on (the paper's alpha).")
     eps: float = field(1e-8, gt=0, doc="Initial gradient-scale estimate (avoids dividing by 0).")
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient.")
@@ -249,6 +259,13 @@ class MechanicSpec(OptimizerSpec):
 
     def group_option_spec(self) -> OptimizerSpec:
         return self.inner
+
+    def capabilities(self) -> frozenset[str]:
+        """``step_factor`` when the inner optimizer supports it (Mechanic gates its own scalars by it).
+
+        The inner's other capabilities (``foreach``) are options of the inner table, not of Mechanic's.
+        """
+        return self.inner.capabilities() & _STEP_FACTOR
 
     def role_options(self, role: str) -> dict[str, Any] | None:
         return self.inner.role_options(role)

@@ -100,6 +100,30 @@ def test_mechanic_checkpoint_keeps_torchs_shape_and_loads_weights_only():
     assert_histories_close(train(model, optimizer, data), train(model2, optimizer2, data), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    ("inner", "expected"),
+    [({"type": "sgd", "lr": 0.1}, set()), ({"type": "dog"}, {"step_factor"}), ({"type": "momo"}, {"step_factor"})],
+)
+def test_mechanic_spec_capabilities_are_its_inner_optimizers(inner, expected):
+    """step_factor exactly when the inner optimizer takes it (torch's SGD does not; its `foreach` is the inner's)."""
+    spec = optreg.get_registry().optimizer_spec({"type": "mechanic", "inner": inner})
+    assert spec.capabilities() == expected
+    _, optimizer = _mechanic(inner)
+    assert optimizer.supports_step_factor == ("step_factor" in expected)
+
+
+def test_mechanic_honours_the_inner_maximize():
+    """Maximizing f with inner maximize = true follows minimizing -f (the kit checks it bit for bit on its MLP)."""
+    model, optimizer = _mechanic({"type": "sgd", "lr": 0.1, "maximize": True})
+    before = [p.detach().clone() for p in model.parameters()]
+    for x, y in batches(20):
+        optimizer.zero_grad()
+        (-nn.functional.mse_loss(model(x), y)).backward()
+        optimizer.step()
+    assert optimizer.scale > 1e-4, "Mechanic's scale did not grow: it saw the ascent as a wrong direction"
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_mechanic_step_factor_needs_an_inner_that_supports_it():
     model, optimizer = _mechanic()
     x, y = batches(1)[0]
@@ -139,3 +163,5 @@ def test_deepcopy_keeps_constructor_options(spec, option, value):
     twin = copy.deepcopy(optimizer)
     assert getattr(twin, option) == value
     assert twin.state_dict()["param_groups"] == optimizer.state_dict()["param_groups"]
+    assert "scratch" not in optimizer.__getstate__(), "work buffers (up to a param's size) must not be pickled"
+    assert twin.scratch is not optimizer.scratch

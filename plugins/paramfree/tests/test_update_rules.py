@@ -226,3 +226,41 @@ def test_matches_the_update_rule_over_50_steps(spec, rule):
     moved = max(float((a - b).abs().max()) for a, b in zip(got[-1], initial))
     assert moved > 1e-3, f"the optimizer barely moved ({moved:.2e}): the comparison would prove little"
     assert_histories_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- COCOB's lr only scales what it is invariant to
+
+
+def test_cocob_trajectory_does_not_depend_on_a_positive_lr():
+    """COCOB multiplies the gradients by lr (as optax does) and is scale-invariant: lr changes nothing.
+
+    Close, not equal: the initial L = eps is not scaled (and 0.3 is not a power of 2).
+    """
+    runs = [run_optimizer({"type": "cocob", "lr": lr}) for lr in (1.0, 0.3)]
+    assert_histories_close(runs[1], runs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cocob_warns_that_a_schedule_does_nothing():
+    from optreg.scheduling import ScheduledLR
+    from optreg.specs import spec_fields
+
+    spec_class = optreg.get_registry().spec_class("optimizer", "cocob")
+    lr_doc = next(f.metadata["doc"] for f in spec_fields(spec_class) if f.name == "lr")
+    assert "same trajectory" in spec_class.__doc__ and "same trajectory" in lr_doc  # what `optreg show` prints
+
+    class Halving(optreg.SchedulerSpec):  # not registered: driven through ScheduledLR directly
+        TYPE = "test_halving"
+
+        def get_lr(self, initial_lr, current, t_max):
+            return initial_lr * 0.5 ** (current // 10)
+
+    model = small_model()
+    cocob = optreg.build_optimizer({"type": "cocob"}, model)
+    with pytest.warns(UserWarning, match="every positive LR gives the same trajectory"):
+        ScheduledLR(cocob, Halving(), t_max=100)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optreg.build_scheduler({"type": "constant"}, cocob, t_max=100)  # a constant schedule is fine
+        ScheduledLR(optreg.build_optimizer({"type": "dog"}, small_model()), Halving(), t_max=100)

@@ -13,7 +13,9 @@ Differences from the ``schedulefree`` package a user may notice: a fresh
 optimizer starts in train mode (``train()`` first is harmless, not required);
 the gradients are not overwritten; the step counters and averaging weights are
 0-dim tensors (``step(step_factor=t)`` without a host sync); ``weight_decay_at_y
-= false`` computes the decay at ``z`` (the reference's ``decay_at_z``).
+= false`` computes the decay at ``z`` (the reference's ``decay_at_z``); ``maximize``
+as in ``torch.optim``. Complex params are stepped as their ``torch.view_as_real``
+(each part a real number, as torch's Adam does).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from optreg.compiling import can_flatten, ema_, flat, run_compiled
 from optreg.optim import OptregOptimizer, as_scalar, gate_grad, params_with_grads
-from optreg_schedulefree._common import Scratch, coef, group_device, host_scalars, pick_foreach
+from optreg_schedulefree._common import Coefficients, Scratch, group_device, host_scalars, pick_foreach, real
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeRAdam", "ScheduleFreeSGD", "ScheduleFreeOptimizer"]
 
@@ -40,6 +42,12 @@ def eval_mode_error(name: str) -> RuntimeError:
     )
 
 
+_SCHEDULE_WARNING = (
+    "a schedule-free optimizer replaces the LR schedule with iterate averaging; give it a constant LR "
+    "(its warmup_steps option warms up) and evaluate in eval mode"
+)
+
+
 class ScheduleFreeOptimizer(OptregOptimizer):
     """Base of the schedule-free optimizers: modes, averaging weights, checkpoint handling.
 
@@ -49,20 +57,26 @@ class ScheduleFreeOptimizer(OptregOptimizer):
     in, so call ``train()`` (or ``eval()``) after loading, as before saving.
     """
 
+    #: ``ScheduledLR`` warns when a varying schedule drives these optimizers.
+    schedule_warning = _SCHEDULE_WARNING
+    #: The per-tensor work buffer is rebuilt after a copy, not pickled.
+    TRANSIENT = ("scratch",)
+
     def _beta(self, group: dict[str, Any]) -> float:
         """The interpolation coefficient beta of ``group`` (``betas[0]`` or ``momentum``)."""
         raise NotImplementedError
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        self.scratch = Scratch()
+        self._init_transient()
         super().__init__(params, defaults)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return super().__getstate__()  # every option lives in the param groups; the work buffer is not state
+    def _init_transient(self) -> None:
+        self.scratch = Scratch()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self.scratch = Scratch()
+        for group in self.param_groups:  # pickles made before these options existed
+            group.setdefault("maximize", False)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -78,6 +92,7 @@ class ScheduleFreeOptimizer(OptregOptimizer):
         for group in self.param_groups:
             device = group_device(group)
             group.setdefault("train_mode", True)
+            group.setdefault("maximize", False)
             for key in _SCALARS:
                 group[key] = as_scalar(group.get(key, 0.0), device)
 
@@ -97,7 +112,7 @@ class ScheduleFreeOptimizer(OptregOptimizer):
             for p in group["params"]:
                 z = self.state[p].get("z")
                 if z is not None:
-                    p.lerp_(z.to(p.device), weight)
+                    real(p).lerp_(real(z).to(p.device), weight)
             group["train_mode"] = to_train
 
     @torch.no_grad()
@@ -122,7 +137,10 @@ class ScheduleFreeOptimizer(OptregOptimizer):
     def _weights(
         self, group: dict[str, Any], step_factor: torch.Tensor | None, lr_factor: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Advance the group's scalars; return ``(sf, lr_t, ckp1, k)`` (``k`` before the step)."""
+        """Advance the group's scalars; return ``(sf, lr_t, ckp1, k)`` (``k`` before the step).
+
+        All are 0-dim tensors in the scalars' dtype (float64 where the device has it).
+        """
         k, lr_max, weight_sum, scheduled = (group[key] for key in _SCALARS)
         sf = torch.ones_like(k) if step_factor is None else step_factor.to(device=k.device, dtype=k.dtype)
         lr = as_scalar(group["lr"], k.device)
@@ -160,139 +178,133 @@ def _check(lr: Any, beta: float, weight_decay: float, warmup_steps: int, r: floa
         raise ValueError("weight_decay, warmup_steps, r and weight_lr_power must be >= 0")
 
 
+def _select(cond: torch.Tensor, a: float, b: float, like: torch.Tensor) -> torch.Tensor:
+    """``a`` where ``cond`` else ``b``, as a 0-dim tensor in ``like``'s dtype (never a float32 scalar)."""
+    return torch.where(cond, torch.full((), a, dtype=like.dtype, device=like.device), b)
+
+
 # ---------------------------------------------------------------- functional layer
 #
-# Coefficients arrive as 0-dim tensors (so a step_factor of 0 gates everything without a host sync);
-# on CPU they become Python floats (see ``coef``) and every op runs in place or in a reused buffer.
-
-
-def _adam_direction_single(
-    grads: list[torch.Tensor],
-    exp_avg_sqs: list[torch.Tensor],
-    *,
-    keep2: torch.Tensor,
-    c2: torch.Tensor,
-    bc2: torch.Tensor,
-    eps: float,
-    use_adam: torch.Tensor | None = None,
-    scratch: Scratch,
-) -> list[torch.Tensor]:
-    """Adam's normalised gradient ``g / (sqrt(v / bc2) + eps)`` after updating ``v`` (one buffer per tensor)."""
-    out = []
-    for grad, exp_avg_sq in zip(grads, exp_avg_sqs):
-        device = grad.device
-        keep2_, c2_, bc2_ = coef(keep2, device), coef(c2, device), coef(bc2, device)
-        if isinstance(c2_, float):
-            exp_avg_sq.mul_(keep2_).addcmul_(grad, grad, value=c2_)
-        else:
-            exp_avg_sq.mul_(keep2_).addcmul_(grad, grad * c2_)
-        cpu = host_scalars(device)
-        denom = torch.div(exp_avg_sq, bc2_, out=scratch.get(grad) if cpu and len(grads) == 1 else None)
-        denom.sqrt_().add_(eps)
-        if use_adam is not None:  # RAdam before the variance is tractable: the plain gradient
-            if cpu:
-                if not bool(use_adam):
-                    denom.fill_(1.0)
-            else:
-                denom = torch.where(use_adam, denom, torch.ones((), dtype=denom.dtype, device=denom.device))
-        out.append(torch.div(grad, denom, out=denom))
-    return out
-
-
-def _adam_direction_multi(
-    grads: list[torch.Tensor],
-    exp_avg_sqs: list[torch.Tensor],
-    *,
-    keep2: torch.Tensor,
-    c2: torch.Tensor,
-    bc2: torch.Tensor,
-    eps: float,
-    use_adam: torch.Tensor | None = None,
-    scratch: Scratch,
-) -> list[torch.Tensor]:
-    device = grads[0].device
-    keep2_, c2_, bc2_ = coef(keep2, device), coef(c2, device), coef(bc2, device)
-    torch._foreach_mul_(exp_avg_sqs, keep2_)
-    if isinstance(c2_, float):
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=c2_)
-    else:
-        squares = torch._foreach_mul(grads, grads)
-        torch._foreach_mul_(squares, c2_)
-        torch._foreach_add_(exp_avg_sqs, squares)
-    denom = torch._foreach_div(exp_avg_sqs, bc2_)
-    torch._foreach_sqrt_(denom)
-    torch._foreach_add_(denom, eps)
-    if use_adam is not None:
-        if isinstance(c2_, float):
-            if not bool(use_adam):
-                torch._foreach_mul_(denom, 0.0)
-                torch._foreach_add_(denom, 1.0)
-        else:
-            one = torch.ones((), dtype=bc2.dtype, device=bc2.device)
-            denom = [torch.where(use_adam, d, one.to(d.dtype)) for d in denom]
-    torch._foreach_reciprocal_(denom)
-    torch._foreach_mul_(denom, grads)
-    return denom
+# ``ys`` are the params (or their view_as_real), ``zs`` the stored z, ``vs`` Adam's second moments,
+# ``us`` the update directions. Coefficients come in a ``Coefficients`` (see _common for the two
+# forms); constants (betas, eps, weight decay) are Python floats.
 
 
 def _sf_update_single(
-    ys: list[torch.Tensor],
-    zs: list[torch.Tensor],
-    directions: list[torch.Tensor],
-    *,
-    decay: float,
-    decay_at_y: bool,
-    c_lerp: torch.Tensor,
-    c_y: torch.Tensor,
-    c_z: torch.Tensor,
-    owned: bool,
+    y: torch.Tensor, z: torch.Tensor, u: torch.Tensor, coefs: Coefficients, *, decay: float, decay_at_y: bool,
+    owned: bool, scratch: Scratch,
 ) -> None:
-    """``y <- lerp(y, z, c_lerp) + c_y * u``, ``z <- z + c_z * u`` (``u`` = direction + decay * (y or z)).
+    """``y <- lerp(y, z, c_lerp) + c_y * u``, ``z <- z + c_z * u`` (``u`` += decay * (y or z) first).
 
-    ``owned``: the directions are work buffers that may be overwritten (not the gradients).
+    ``owned``: ``u`` is a work buffer that may be overwritten (not the gradient).
     """
-    for y, z, u in zip(ys, zs, directions):
-        device = y.device
-        if decay != 0:
-            u = u.add_(y if decay_at_y else z, alpha=decay) if owned else u.add(y if decay_at_y else z, alpha=decay)
-        lerp, cy, cz = coef(c_lerp, device), coef(c_y, device), coef(c_z, device)
-        if isinstance(cy, float):
-            y.lerp_(z, lerp)
-            y.add_(u, alpha=cy)
-            z.add_(u, alpha=cz)
-        else:
-            y.lerp_(z, lerp.to(y.dtype))
-            y.addcmul_(u, cy)
-            z.addcmul_(u, cz)
+    if decay != 0:
+        base = y if decay_at_y else z
+        u = u.add_(base, alpha=decay) if owned else torch.add(u, base, alpha=decay, out=scratch.get(u))
+    y.lerp_(z, coefs.lerp("c_lerp", (y.dtype,)))
+    y.addcmul_(u, coefs.tensor("c_y", y.dtype))
+    z.addcmul_(u, coefs.tensor("c_z", z.dtype))
 
 
 def _sf_update_multi(
-    ys: list[torch.Tensor],
-    zs: list[torch.Tensor],
-    directions: list[torch.Tensor],
-    *,
-    decay: float,
-    decay_at_y: bool,
-    c_lerp: torch.Tensor,
-    c_y: torch.Tensor,
-    c_z: torch.Tensor,
-    owned: bool,
+    ys: list[torch.Tensor], zs: list[torch.Tensor], us: list[torch.Tensor], coefs: Coefficients, *, decay: float,
+    decay_at_y: bool, owned: bool, fused: bool,
 ) -> None:
-    device = ys[0].device
+    """:func:`_sf_update_single` over lists; ``fused``: scale with ``_foreach_mul`` (one kernel on accelerators).
+
+    Unfused (CPU), ``_foreach_addcmul_`` runs the per-tensor loop's very kernels.
+    """
     if decay != 0:
         if owned:
-            torch._foreach_add_(directions, ys if decay_at_y else zs, alpha=decay)
+            torch._foreach_add_(us, ys if decay_at_y else zs, alpha=decay)
         else:
-            directions = torch._foreach_add(directions, ys if decay_at_y else zs, alpha=decay)
-    lerp, cy, cz = coef(c_lerp, device), coef(c_y, device), coef(c_z, device)
-    if isinstance(cy, float):
-        torch._foreach_lerp_(ys, zs, lerp)
-        torch._foreach_add_(ys, directions, alpha=cy)
-        torch._foreach_add_(zs, directions, alpha=cz)
+            us = torch._foreach_add(us, ys if decay_at_y else zs, alpha=decay)
+    weight = coefs.lerp("c_lerp", tuple({y.dtype for y in ys}))
+    if isinstance(weight, float):
+        torch._foreach_lerp_(ys, zs, weight)
     else:
-        torch._foreach_lerp_(ys, zs, [lerp.to(y.dtype) for y in ys])
-        torch._foreach_add_(ys, torch._foreach_mul(directions, cy))
-        torch._foreach_add_(zs, torch._foreach_mul(directions, cz))
+        torch._foreach_lerp_(ys, zs, [coefs.lerp("c_lerp", (y.dtype,)) for y in ys])
+    if fused:
+        torch._foreach_add_(ys, torch._foreach_mul(us, coefs.tensor("c_y")))
+        torch._foreach_add_(zs, torch._foreach_mul(us, coefs.tensor("c_z")))
+    else:
+        torch._foreach_addcmul_(ys, us, [coefs.tensor("c_y", y.dtype) for y in ys])
+        torch._foreach_addcmul_(zs, us, [coefs.tensor("c_z", z.dtype) for z in zs])
+
+
+def _single_tensor_sf_adam(
+    ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor], vs: list[torch.Tensor],
+    coefs: Coefficients, *, beta2: float, eps: float, decay: float, decay_at_y: bool, maximize: bool,
+    scratch: Scratch,
+) -> None:
+    """Schedule-free Adam(W)/RAdam, one tensor at a time (the direction lives in one reused buffer).
+
+    ``v <- keep2*v + (1-beta2)*g^2``; ``u = g / (sqrt(v/bc2) + eps)`` (``g`` itself where ``use_adam``
+    is false: RAdam before its variance is tractable), then :func:`_sf_update_single`. A skipped step
+    has ``keep2 = 1`` and a zero (gated) gradient, so ``v`` stays bit-identical.
+    """
+    keep2, bc2, use_adam = coefs.scalar("keep2"), coefs.scalar("bc2"), coefs.flag("use_adam")
+    for y, g, z, v in zip(ys, grads, zs, vs):
+        v.mul_(keep2).addcmul_(g, g, value=1 - beta2)
+        denom = torch.div(v, bc2, out=scratch.get(g)).sqrt_().add_(eps)
+        if use_adam is False:
+            denom.fill_(1.0)
+        elif isinstance(use_adam, torch.Tensor):
+            denom = torch.where(use_adam, denom, 1.0)
+        u = torch.div(g, denom, out=denom)
+        if maximize:
+            u.neg_()
+        _sf_update_single(y, z, u, coefs, decay=decay, decay_at_y=decay_at_y, owned=True, scratch=scratch)
+
+
+def _multi_tensor_sf_adam(
+    ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor], vs: list[torch.Tensor],
+    coefs: Coefficients, *, beta2: float, eps: float, decay: float, decay_at_y: bool, maximize: bool, fused: bool,
+) -> None:
+    """:func:`_single_tensor_sf_adam` with ``torch._foreach_*`` ops (the default on accelerators)."""
+    keep2, bc2, use_adam = coefs.scalar("keep2"), coefs.scalar("bc2"), coefs.flag("use_adam")
+    torch._foreach_mul_(vs, keep2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_div(vs, bc2)
+    torch._foreach_sqrt_(denom)
+    torch._foreach_add_(denom, eps)
+    if use_adam is False:
+        for d in denom:
+            d.fill_(1.0)
+    elif isinstance(use_adam, torch.Tensor):
+        denom = [torch.where(use_adam, d, 1.0) for d in denom]
+    torch._foreach_reciprocal_(denom)
+    torch._foreach_mul_(denom, grads)
+    if maximize:
+        torch._foreach_neg_(denom)
+    _sf_update_multi(ys, zs, denom, coefs, decay=decay, decay_at_y=decay_at_y, owned=True, fused=fused)
+
+
+def _single_tensor_sf_sgd(
+    ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor], coefs: Coefficients, *,
+    decay: float, decay_at_y: bool, maximize: bool, owned: bool, scratch: Scratch,
+) -> None:
+    """Schedule-free SGD, one tensor at a time: the direction is the gradient (negated to maximize)."""
+    for y, g, z in zip(ys, grads, zs):
+        u, mine = g, owned
+        if maximize:
+            u = g.neg_() if owned else torch.neg(g, out=scratch.get(g))
+            mine = True
+        _sf_update_single(y, z, u, coefs, decay=decay, decay_at_y=decay_at_y, owned=mine, scratch=scratch)
+
+
+def _multi_tensor_sf_sgd(
+    ys: list[torch.Tensor], grads: list[torch.Tensor], zs: list[torch.Tensor], coefs: Coefficients, *,
+    decay: float, decay_at_y: bool, maximize: bool, owned: bool, fused: bool,
+) -> None:
+    """:func:`_single_tensor_sf_sgd` with ``torch._foreach_*`` ops."""
+    if maximize:
+        if owned:
+            torch._foreach_neg_(grads)
+        else:
+            grads = torch._foreach_neg(grads)
+            owned = True
+    _sf_update_multi(ys, zs, grads, coefs, decay=decay, decay_at_y=decay_at_y, owned=owned, fused=fused)
 
 
 def _sf_adam_tensor(
@@ -300,7 +312,7 @@ def _sf_adam_tensor(
     grad: torch.Tensor,
     z: torch.Tensor,
     exp_avg_sq: torch.Tensor,
-    keep: torch.Tensor | None,
+    keep: torch.Tensor,
     keep2: torch.Tensor,
     c2: torch.Tensor,
     bc2: torch.Tensor,
@@ -311,20 +323,23 @@ def _sf_adam_tensor(
     eps: float,
     decay: float,
     decay_at_y: bool,
+    maximize: bool,
 ) -> None:
     """One schedule-free Adam(W)/RAdam step on one tensor, as one pass (the ``compile = true`` kernel).
 
-    The same update as :func:`_adam_direction_single` then :func:`_sf_update_single`:
-    ``v <- keep2*v + c2*g^2``; ``u = g / (sqrt(v/bc2) + eps)`` (``g`` itself where
-    ``use_adam`` is false: RAdam's untractable phase) ``+ decay * (y or z)``;
-    ``y <- lerp(y, z, c_lerp) + c_y*u``; ``z <- z + c_z*u``. ``keep`` gates the gradient.
+    The update of :func:`_single_tensor_sf_adam`: ``v <- keep2*v + c2*g^2``; ``u = g / (sqrt(v/bc2) + eps)``
+    (``g`` itself where ``use_adam`` is false) ``+ decay * (y or z)``; ``y <- lerp(y, z, c_lerp) + c_y*u``;
+    ``z <- z + c_z*u``. ``keep`` gates the gradient; a plain step passes ``keep = True``, so a plain step
+    and a ``step_factor = 1`` step run one graph.
     """
-    g = grad if keep is None else torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    g = torch.where(keep, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
     exp_avg_sq.mul_(keep2).addcmul_(g, g * c2)
     denom = (exp_avg_sq / bc2).sqrt() + eps
     if use_adam is not None:
         denom = torch.where(use_adam, denom, torch.ones((), dtype=denom.dtype, device=denom.device))
     u = g / denom
+    if maximize:
+        u = -u
     if decay != 0:
         u = u + (y if decay_at_y else z) * decay
     ema_(y, z, c_lerp)
@@ -349,6 +364,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         weight_decay_at_y: bool = True,
+        maximize: bool = False,
         foreach: bool | None = None,
         compile: bool = False,
     ) -> None:
@@ -364,6 +380,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             "r": r,
             "weight_lr_power": weight_lr_power,
             "weight_decay_at_y": weight_decay_at_y,
+            "maximize": maximize,
             "foreach": foreach,
             "compile": compile,
         }
@@ -377,15 +394,6 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
     def _beta(self, group: dict[str, Any]) -> float:
         return group["betas"][0]
 
-    def _direction_scalars(self, group: dict[str, Any], k: torch.Tensor, sf: torch.Tensor) -> dict[str, Any]:
-        beta2 = group["betas"][1]
-        return {
-            "keep2": torch.where(sf != 0, beta2, 1.0).to(k.dtype),
-            "c2": (1 - beta2) * sf,
-            "bc2": 1 - beta2 ** (k + 1),
-            "eps": group["eps"],
-        }
-
     def _lr_factor(self, group: dict[str, Any], k: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         return None, None
 
@@ -397,59 +405,65 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
         if not params:
             return
         self._init_state(params, second_moment=True)
-        beta1 = group["betas"][0]
-        scalars = self._direction_scalars(group, k, sf)
-        coefficients = {
-            "decay": group["weight_decay"],
-            "decay_at_y": group["weight_decay_at_y"],
+        beta1, beta2 = group["betas"]
+        device = k.device
+        tensors = {
+            "keep2": _select(sf != 0, beta2, 1.0, k),  # a skipped step keeps v (its gradient is gated to 0)
+            "bc2": 1 - beta2 ** (k + 1),
+            "use_adam": use_adam,
             "c_lerp": ckp1 * sf,
             "c_y": lr * (beta1 * (1 - ckp1) - 1) * sf,
             "c_z": -lr * sf,
-            "owned": True,
+        }
+        options = {
+            "beta2": beta2,
+            "eps": group["eps"],
+            "decay": group["weight_decay"],
+            "decay_at_y": group["weight_decay_at_y"],
+            "maximize": group.get("maximize", False),
         }
         if group.get("compile"):
-            params = self._step_compiled(params, step_factor, use_adam, scalars, coefficients)
+            params = self._step_compiled(params, step_factor, tensors, options)
             if not params:
                 return
-        grads = [gate_grad(p.grad, step_factor) for p in params]
+        coefs = Coefficients(tensors, host=step_factor is None and host_scalars(device))
+        ys = [real(p) for p in params]
+        grads = [gate_grad(real(p.grad), step_factor) for p in params]
+        zs = [real(self.state[p]["z"]) for p in params]
+        vs = [real(self.state[p]["exp_avg_sq"]) for p in params]
         if pick_foreach(group["foreach"], params):
-            directions = _adam_direction_multi(
-                grads, [self.state[p]["exp_avg_sq"] for p in params], use_adam=use_adam, scratch=self.scratch, **scalars
-            )
-            _sf_update_multi(params, [self.state[p]["z"] for p in params], directions, **coefficients)
-            return
-        for p, grad in zip(params, grads):  # one tensor at a time: the work buffer is reused
-            state = self.state[p]
-            (direction,) = _adam_direction_single(
-                [grad], [state["exp_avg_sq"]], use_adam=use_adam, scratch=self.scratch, **scalars
-            )
-            _sf_update_single([p], [state["z"]], [direction], **coefficients)
+            _multi_tensor_sf_adam(ys, grads, zs, vs, coefs, fused=not host_scalars(device), **options)
+        else:
+            _single_tensor_sf_adam(ys, grads, zs, vs, coefs, scratch=self.scratch, **options)
 
     def _step_compiled(
         self,
         params: list[torch.Tensor],
         step_factor: torch.Tensor | None,
-        use_adam: torch.Tensor | None,
-        scalars: dict[str, Any],
-        coefficients: dict[str, Any],
+        tensors: dict[str, torch.Tensor | None],
+        options: dict[str, Any],
     ) -> list[torch.Tensor]:
         """Step every param whose tensors are contiguous through the compiled kernel; return the others."""
         rest, calls = [], []
         scalars_on: dict[torch.device, list[torch.Tensor | None]] = {}  # keep, then the kernel's scalars
-        constants = (float(scalars["eps"]), float(coefficients["decay"]), bool(coefficients["decay_at_y"]))
+        constants = (float(options["eps"]), float(options["decay"]), bool(options["decay_at_y"]),
+                     bool(options["maximize"]))
+        c2 = torch.full((), 1 - options["beta2"], dtype=tensors["bc2"].dtype, device=tensors["bc2"].device)
         for p in params:
             state = self.state[p]
-            if not can_flatten(p, p.grad, state["z"], state["exp_avg_sq"]):
+            y, g, z, v = real(p), real(p.grad), real(state["z"]), real(state["exp_avg_sq"])
+            if not can_flatten(y, g, z, v):
                 rest.append(p)
                 continue
             if p.device not in scalars_on:
-                keep = None if step_factor is None else step_factor.to(p.device) != 0
-                on_device = [scalars["keep2"], scalars["c2"], scalars["bc2"], use_adam,
-                             coefficients["c_lerp"], coefficients["c_y"], coefficients["c_z"]]
+                # A plain step passes keep = True: it runs the graph of a step_factor = 1 step.
+                keep = (torch.ones((), dtype=torch.bool, device=p.device) if step_factor is None
+                        else step_factor.to(p.device) != 0)
+                on_device = [tensors["keep2"], c2, tensors["bc2"], tensors["use_adam"], tensors["c_lerp"],
+                             tensors["c_y"], tensors["c_z"]]
                 scalars_on[p.device] = [keep] + [None if t is None else t.to(p.device, non_blocking=True)
                                                  for t in on_device]
-            calls.append((flat(p), flat(p.grad), flat(state["z"]), flat(state["exp_avg_sq"]),
-                          *scalars_on[p.device], *constants))
+            calls.append((flat(y), flat(g), flat(z), flat(v), *scalars_on[p.device], *constants))
         if calls:
             run_compiled(_sf_adam_tensor, calls)
         return rest
@@ -474,6 +488,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
         weight_lr_power: float = 2.0,
         weight_decay_at_y: bool = True,
         silent_sgd_phase: bool = True,
+        maximize: bool = False,
         foreach: bool | None = None,
         compile: bool = False,
     ) -> None:
@@ -487,6 +502,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
             r=r,
             weight_lr_power=weight_lr_power,
             weight_decay_at_y=weight_decay_at_y,
+            maximize=maximize,
             foreach=foreach,
             compile=compile,
         )
@@ -495,6 +511,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
         self.defaults["silent_sgd_phase"] = silent_sgd_phase
 
     def _lr_factor(self, group: dict[str, Any], k: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """RAdam's rectification of the LR and whether the variance is tractable (Liu et al. 2020)."""
         beta2 = group["betas"][1]
         step = k + 1
         beta2_t = beta2**step
@@ -520,6 +537,7 @@ class ScheduleFreeSGD(ScheduleFreeOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         weight_decay_at_y: bool = True,
+        maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
         _check(lr, momentum, weight_decay, warmup_steps, r, weight_lr_power)
@@ -531,6 +549,7 @@ class ScheduleFreeSGD(ScheduleFreeOptimizer):
             "r": r,
             "weight_lr_power": weight_lr_power,
             "weight_decay_at_y": weight_decay_at_y,
+            "maximize": maximize,
             "foreach": foreach,
         }
         super().__init__(params, defaults)
@@ -540,19 +559,25 @@ class ScheduleFreeSGD(ScheduleFreeOptimizer):
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:
         params = params_with_grads(group)
-        sf, lr, ckp1, _ = self._weights(group, step_factor)
+        sf, lr, ckp1, k = self._weights(group, step_factor)
         if not params:
             return
         self._init_state(params, second_moment=False)
-        update = _sf_update_multi if pick_foreach(group["foreach"], params) else _sf_update_single
-        update(
-            params,
-            [self.state[p]["z"] for p in params],
-            [gate_grad(p.grad, step_factor) for p in params],
-            decay=group["weight_decay"],
-            decay_at_y=group["weight_decay_at_y"],
-            c_lerp=ckp1 * sf,
-            c_y=lr * (group["momentum"] * (1 - ckp1) - 1) * sf,
-            c_z=-lr * sf,
-            owned=step_factor is not None,  # gate_grad() made copies; plain gradients are the user's
+        device = k.device
+        coefs = Coefficients(
+            {"c_lerp": ckp1 * sf, "c_y": lr * (group["momentum"] * (1 - ckp1) - 1) * sf, "c_z": -lr * sf},
+            host=step_factor is None and host_scalars(device),
         )
+        ys = [real(p) for p in params]
+        grads = [gate_grad(real(p.grad), step_factor) for p in params]
+        zs = [real(self.state[p]["z"]) for p in params]
+        options = {
+            "decay": group["weight_decay"],
+            "decay_at_y": group["weight_decay_at_y"],
+            "maximize": group.get("maximize", False),
+            "owned": step_factor is not None,  # gate_grad() made copies; plain gradients are the user's
+        }
+        if pick_foreach(group["foreach"], params):
+            _multi_tensor_sf_sgd(ys, grads, zs, coefs, fused=not host_scalars(device), **options)
+        else:
+            _single_tensor_sf_sgd(ys, grads, zs, coefs, scratch=self.scratch, **options)

@@ -31,6 +31,7 @@ _POWER_DOC = "The average weighs each step by max_lr^weight_lr_power (down-weigh
 _AT_Y_DOC = "Compute weight decay at y (the gradient point); false computes it at z."
 _FOREACH_DOC = "Multi-tensor path (unset: on accelerators only; on CPU the per-tensor loop is faster)."
 _WARMUP_DOC = "Linear LR warmup over this many steps (schedule-free needs no other schedule)."
+_MAXIMIZE_DOC = "Maximize the objective instead of minimizing (as in torch.optim)."
 _COMPILE_DOC = (
     "Run the per-tensor step through torch.compile: one fused pass per tensor (fastest on CPU; "
     "the first step compiles for seconds)."
@@ -66,6 +67,7 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     r: float = field(0.0, ge=0, doc=_R_DOC)
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
+    maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
     compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
@@ -99,6 +101,7 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
     silent_sgd_phase: bool = field(
         True, doc="No step until the variance estimate is tractable (false: plain SGD steps meanwhile)."
     )
+    maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
     compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
@@ -126,6 +129,7 @@ class ScheduleFreeSGDSpec(OptimizerSpec):
     r: float = field(0.0, ge=0, doc=_R_DOC)
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
+    maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
 
     def create(self, param_groups, context):
@@ -189,6 +193,13 @@ class ScheduleFreeSpec(OptimizerSpec):
 
     def group_option_spec(self) -> OptimizerSpec:
         return self.inner
+
+    def capabilities(self) -> frozenset[str]:
+        """``step_factor`` when the inner optimizer supports it (the wrapper gates its own updates by it).
+
+        ``foreach`` is not passed on: the wrapper has no such option (set it on ``inner``).
+        """
+        return self.inner.capabilities() & {"step_factor"}
 
     def role_options(self, role: str) -> dict[str, Any] | None:
         return self.inner.role_options(role)

@@ -17,21 +17,13 @@ from typing import Any
 import torch
 
 from optreg.optim import WrappedOptimizer, as_scalar, params_with_grads
-from optreg_schedulefree._common import Scratch, coef, group_device
+from optreg_schedulefree._common import Coefficients, Scratch, group_device, host_scalars, real
 from optreg_schedulefree.optim import eval_mode_error
 from optreg_schedulefree.specs import inner_momentum
 
 __all__ = ["ScheduleFree"]
 
 _SCALARS = ("sf_k", "sf_lr_max", "sf_weight_sum")
-
-
-def _add_scaled(y: torch.Tensor, x: torch.Tensor, b: torch.Tensor) -> None:
-    b_ = coef(b, y.device)
-    if isinstance(b_, float):
-        y.add_(x, alpha=b_)
-    else:
-        y.addcmul_(x, b_)
 
 
 class ScheduleFree(WrappedOptimizer):
@@ -44,6 +36,8 @@ class ScheduleFree(WrappedOptimizer):
     """
 
     PREFIX = "sf_"
+    #: The swap buffer is rebuilt after a copy, not pickled.
+    TRANSIENT = ("scratch",)
 
     def __init__(
         self,
@@ -65,7 +59,7 @@ class ScheduleFree(WrappedOptimizer):
                     f"schedule_free replaces the base optimizer's momentum, but param group {i} of "
                     f"{type(inner).__name__} has {found[0]} = {found[1]}; set it to 0"
                 )
-        self.scratch = Scratch()
+        self._init_transient()
         self.momentum = float(momentum)
         self.weight_decay_at_y = float(weight_decay_at_y)
         self.r = float(r)
@@ -80,9 +74,8 @@ class ScheduleFree(WrappedOptimizer):
             if key not in group:
                 group[key] = as_scalar(0.0, device)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.scratch = Scratch()  # work buffers are not pickled
+    def _init_transient(self) -> None:
+        self.scratch = Scratch()
 
     def _swap(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Exchange the contents of ``a`` and ``b`` through a reused work buffer."""
@@ -107,7 +100,7 @@ class ScheduleFree(WrappedOptimizer):
             for p in group["params"]:
                 z = self.wrapper_state.get(p, {}).get("sf_z")
                 if z is not None:
-                    p.lerp_(z, weight)
+                    real(p).lerp_(real(z), weight)
             group["sf_train_mode"] = to_train
 
     @torch.no_grad()
@@ -144,16 +137,18 @@ class ScheduleFree(WrappedOptimizer):
             if step_factor is not None:
                 sf = as_scalar(step_factor, device)
             decay = as_scalar(group["lr"], device) * self.weight_decay_at_y * sf
+            decays = Coefficients({"z": -decay, "y": -decay * (1 - beta)}, host=False)
             entries = []
             for p in params:
                 z = self.wrapper_state.get(p, {}).get("sf_z")
                 if z is None:
                     z = p.detach().clone(memory_format=torch.preserve_format)
-                y_before = p.detach().clone() if step_factor is not None else None
+                y, zr = real(p), real(z)
+                y_before = y.clone() if step_factor is not None else None
                 if self.weight_decay_at_y != 0:
-                    _add_scaled(z, p, -decay)
-                    _add_scaled(p, p, -decay * (1 - beta))
-                p.lerp_(z, 1 - 1 / beta)  # p: y -> x
+                    zr.addcmul_(y, decays.tensor("z", y.dtype))
+                    y.addcmul_(y, decays.tensor("y", y.dtype))
+                y.lerp_(zr, 1 - 1 / beta)  # p: y -> x
                 self._swap(p, z)  # the inner optimizer steps from z (gradient taken at y); z's buffer holds x
                 entries.append((p, z, y_before))
             work.append((group, sf, entries))
@@ -179,14 +174,13 @@ class ScheduleFree(WrappedOptimizer):
             group["sf_k"] = k + sf
             group["sf_lr_max"] = torch.where(take, new_lr_max, lr_max)
             group["sf_weight_sum"] = torch.where(take, new_sum, weight_sum)
-            weight = ckp1 * sf
+            coefs = Coefficients({"c_lerp": ckp1 * sf}, host=step_factor is None and host_scalars(k.device))
             for p, z, y_before in entries:
                 self._swap(p, z)  # z: the new z, p: x
-                lerp = coef(weight, p.device)
-                p.lerp_(z, lerp if isinstance(lerp, float) else lerp.to(p.dtype))
-                p.lerp_(z, 1 - beta)  # p: x -> y
-                if y_before is not None:
-                    p.copy_(torch.where(sf.to(p.device) != 0, p, y_before))
+                x, zr = real(p), real(z)
+                x.lerp_(zr, coefs.lerp("c_lerp", (x.dtype,)))
+                x.lerp_(zr, 1 - beta)  # p: x -> y
+                if y_before is not None:  # a skipped step: y -> x -> y does not round-trip exactly
+                    x.copy_(torch.where(take.to(p.device), x, y_before))
                 self.wrapper_state.setdefault(p, {})["sf_z"] = z
         return loss
-

@@ -12,17 +12,23 @@ import pytest
 import torch
 
 import optreg
+from optreg.testing import assert_step_factor_contract
 
 pytestmark = pytest.mark.slow
 
 SHAPES = [(5, 7), (7,), (3, 2, 2), (), (1,), (9, 4), (4, 9), (11,), (2,), (6, 6)]
+ADAMW = {"type": "schedule_free_adamw", "lr": 0.01, "weight_decay": 0.1, "warmup_steps": 2}
 
 
 def _compare(spec: dict, steps: int = 8) -> None:
     """Eager and compiled runs from the same start: equal in train mode (y) and in eval mode (x),
-    through a skipped step with NaN gradients (factor 0) and a taken one (factor 1)."""
+    through a skipped step with NaN gradients (factor 0) and a taken one (factor 1). A complex param
+    goes through the compiled kernel as its view_as_real.
+
+    Compiled and eager are different code paths (inductor fuses, reorders and may contract into
+    FMAs differently per CPU kind): equal within a float32 tolerance, not bit for bit."""
     torch.manual_seed(0)
-    eager = [torch.randn(s) for s in SHAPES]
+    eager = [torch.randn(s) for s in SHAPES] + [torch.randn(4, 3, dtype=torch.complex64)]
     comp = [p.clone() for p in eager]
     opt_e = optreg.build_optimizer(spec, eager)
     opt_c = optreg.build_optimizer({**spec, "compile": True}, comp)
@@ -47,7 +53,15 @@ def _compare(spec: dict, steps: int = 8) -> None:
 
 
 def test_compiled_schedule_free_adamw_matches_eager():
-    _compare({"type": "schedule_free_adamw", "lr": 0.01, "weight_decay": 0.1, "warmup_steps": 2})
+    _compare(ADAMW)
+
+
+def test_compiled_step_factor_contract():
+    """A plain compiled step passes keep = True to the kernel a step_factor step runs: one graph, so a
+    factor of 1 equals the plain step bit for bit (and 0 with NaN gradients changes nothing)."""
+    # a list of params (no no-decay groups): every param has _compare's constants, so its graphs are reused
+    spec = {**ADAMW, "compile": True}
+    assert_step_factor_contract(lambda model: optreg.build_optimizer(spec, list(model.parameters())))
 
 
 @pytest.mark.skipif(os.environ.get("OPTREG_COMPILE_TESTS") != "1",
@@ -73,4 +87,26 @@ def test_compile_leaves_non_contiguous_params_to_the_eager_path():
         comp.grad = eager.grad.clone()
         opt_e.step()
         opt_c.step()
+    # exact: both optimizers step this param with the very same eager ops (nothing was compiled for it)
     torch.testing.assert_close(comp, eager, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(os.environ.get("OPTREG_COMPILE_TESTS") != "1",
+                    reason="compiling takes 10-40 s per kernel variant; set OPTREG_COMPILE_TESTS=1 to run")
+def test_compiled_float64_stays_float64():
+    """float64 params: the compiled kernel agrees with the (float64-pure, kit-checked) eager step to float64
+    precision. A coefficient rounded to float32 anywhere in the kernel would be off by ~1e-8 relative."""
+    torch.manual_seed(0)
+    eager = [torch.randn(s, dtype=torch.float64) for s in SHAPES]
+    comp = [p.clone() for p in eager]
+    opt_e = optreg.build_optimizer(ADAMW, eager)
+    opt_c = optreg.build_optimizer({**ADAMW, "compile": True}, comp)
+    for _ in range(6):
+        for p, q in zip(eager, comp):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_e.step()
+        opt_c.step()
+    for p, q in zip(eager, comp):
+        assert q.dtype == torch.float64 and opt_c.state[q]["exp_avg_sq"].dtype == torch.float64
+        torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14)

@@ -57,7 +57,7 @@ class TestScheduleFreeRAdam(OptimizerConformance):
             capabilities=BOTH,
             descent={"quadratic": {"lr": 0.1}},
             skip=dict.fromkeys(
-                ("none_grads", "zero_size_and_frozen", "group_overrides"),
+                ("none_grads", "zero_size_and_frozen", "group_overrides", "add_param_group"),
                 "with silent_sgd_phase RAdam takes no step while its variance estimate is intractable "
                 "(rho_t <= 4: the first 4 steps) and this check runs 3; the silent_sgd_phase = false case runs it",
             ),
@@ -78,8 +78,11 @@ class GatedSGD(OptregOptimizer):
     def _step_group(self, group, step_factor, loss) -> None:
         for p in group["params"]:
             if p.grad is not None:
-                factor = torch.ones(()) if step_factor is None else step_factor
-                p.addcmul_(gate_grad(p.grad, step_factor), -group["lr"] * factor.to(p.device))
+                dtype = p.real.dtype if p.is_complex() else p.dtype  # float64 params: a float64 step size
+                step = torch.full((), -group["lr"], dtype=dtype, device=p.device)
+                if step_factor is not None:
+                    step = step * step_factor.to(p.device, dtype)
+                p.addcmul_(gate_grad(p.grad, step_factor), step)
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +90,7 @@ class GatedSGDSpec(optreg.OptimizerSpec):
     """Test-only: plain SGD with step_factor support."""
 
     TYPE: ClassVar[str] = "test_gated_sgd"
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor"})
     lr: float = optreg.field(0.1, ge=0)
 
     def create(self, param_groups, context):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import io
+import pickle
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from optreg_schedulefree import reestimate_batchnorm
 from torch import nn
 
 import optreg
+from optreg.scheduling import schedule_warning_of
 from optreg.testing import assert_state_equal
 from optreg.testing.parity import batches, small_model, train
 
@@ -46,7 +49,7 @@ def test_modes_switch_params_between_y_and_x(spec):
     assert_state_equal(x, _params(model), "params after a second eval()")
     assert all(g.get("train_mode", g.get("sf_train_mode")) is False for g in optimizer.state_dict()["param_groups"])
     optimizer.train()
-    for a, b in zip(y, _params(model)):
+    for a, b in zip(y, _params(model)):  # y -> x -> y is two lerps: equal up to rounding
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -198,6 +201,51 @@ def test_wrapper_survives_deepcopy():
     train(model, optimizer, batches(2))
     twin = copy.deepcopy(optimizer)
     assert twin.param_groups is twin.inner.param_groups and twin.momentum == 0.9 and len(twin.wrapper_state) == 4
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_a_copy_keeps_the_mode_and_continues_like_the_original(spec, how):
+    """A copy taken in eval mode is in eval mode (params at x) and, back in train mode, steps exactly as the
+    original does (the same ops on the same values)."""
+    model = small_model()
+    optimizer = optreg.build_optimizer(spec, model)
+    data = batches(8)
+    train(model, optimizer, data[:4])
+    optimizer.eval()
+    twin_model, twin = copy.deepcopy((model, optimizer)) if how == "deepcopy" else pickle.loads(
+        pickle.dumps((model, optimizer))
+    )
+    assert not twin.training, "the copy of an optimizer in eval mode must be in eval mode"
+    assert_state_equal(_params(model), _params(twin_model), "eval params of the copy")
+    for opt, net in ((optimizer, model), (twin, twin_model)):
+        opt.train()
+        train(net, opt, data[4:])
+        opt.eval()
+    assert_state_equal(_params(model), _params(twin_model), "params after the copy and the original continue")
+    assert_state_equal(optimizer.state_dict(), twin.state_dict(), "state after the copy and the original continue")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_work_buffer_is_not_pickled(spec):
+    """``scratch`` (a buffer as large as the largest param) is TRANSIENT: left out of pickles, rebuilt empty."""
+    if spec["type"] == "schedule_free_sgd":
+        spec = {**spec, "weight_decay": 1e-3}  # plain SGD steps with the gradient itself: no buffer
+    model = small_model()
+    optimizer = optreg.build_optimizer(spec, model)
+    train(model, optimizer, batches(2))
+    assert optimizer.scratch._buffers, "the step used no work buffer: the check would prove nothing"
+    assert "scratch" not in optimizer.__getstate__()
+    twin = copy.deepcopy(optimizer)
+    assert twin.scratch is not optimizer.scratch and not twin.scratch._buffers
+
+
+def test_a_varying_schedule_warns_for_the_optimizers_not_for_the_wrapper():
+    """The three optimizers replace the schedule (``schedule_warning``); the wrapper takes its warmup from one."""
+    for spec in SPECS[:3]:
+        note = schedule_warning_of(optreg.build_optimizer(spec, small_model()))
+        assert note is not None and "constant LR" in note, spec
+    assert schedule_warning_of(optreg.build_optimizer(SPECS[3], small_model())) is None
 
 
 def test_wrapper_step_factor_needs_an_inner_that_supports_it():

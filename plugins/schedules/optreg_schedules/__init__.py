@@ -7,7 +7,8 @@ Every schedule is an :class:`optreg.SchedulerSpec` with a pure
 
 from __future__ import annotations
 
-from optreg_schedules.base import Schedule, WarmupSchedule, interpolate
+from optreg_schedules.base import Schedule, WarmupSchedule, fraction_count, interpolate
+from optreg_schedules.composable import Composable, ComposableStage
 from optreg_schedules.optax_compat import WarmupCosineDecay
 from optreg_schedules.schedules import (
     ConstantWithWarmup,
@@ -23,6 +24,8 @@ from optreg_schedules.wsd import WSD, WSDS, PowerLR
 
 __all__ = [
     "SCHEDULES",
+    "Composable",
+    "ComposableStage",
     "ConstantWithWarmup",
     "CosWithWarmup",
     "CosWithWarmupAndLinearDecay",
@@ -38,6 +41,7 @@ __all__ = [
     "WSDS",
     "WarmupCosineDecay",
     "WarmupSchedule",
+    "fraction_count",
     "interpolate",
 ]
 
@@ -56,5 +60,6 @@ SCHEDULES: tuple[type[Schedule], ...] = (
     WSDS,
     PowerLR,
     Sequential,
+    Composable,
     WarmupCosineDecay,
 )

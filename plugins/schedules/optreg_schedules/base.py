@@ -4,7 +4,12 @@ A schedule here is a pure function ``get_lr(initial_lr, current, t_max)``
 (see :class:`optreg.SchedulerSpec`). Counts (``warmup_steps``, ``decay_steps``,
 ...) are in the schedule's ``units``: steps, or tokens when ``units = "tokens"``.
 Fractions (``warmup_fraction``, ``decay_fraction``) are fractions of ``t_max``
-and are rounded half up to a whole count.
+and become a whole count with Python's ``round`` (half to even, ``12.5 -> 12``), as
+OLMo-core computes them, so a fraction gives the same count in both.
+
+:meth:`Schedule.get_lr` is the one entry point: it clamps ``current < 0`` to 0 and
+lets the spec's own ``t_max`` win over the caller's, then calls the schedule's
+:meth:`Schedule.compute_lr`.
 
 Options that only make sense against the run length (a warmup longer than
 ``t_max``, a decay tail that starts inside the warmup, a final LR above a
@@ -32,9 +37,9 @@ __all__ = [
     "Schedule",
     "WarmupSchedule",
     "count_of",
+    "fraction_count",
     "interpolate",
     "linear_warmup",
-    "round_half_up",
 ]
 
 #: Shape of a decay from a start LR to an end LR over a given length.
@@ -44,9 +49,13 @@ DecayShape = Literal["linear", "cosine", "sqrt"]
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def round_half_up(x: float) -> int:
-    """``x`` rounded to the nearest integer, halves up (0.5 -> 1, 2.5 -> 3)."""
-    return math.floor(x + 0.5)
+def fraction_count(fraction: float, length: float) -> int:
+    """``fraction`` of ``length`` as a whole count: Python's ``round`` (half to even: 12.5 -> 12, 13.5 -> 14).
+
+    OLMo-core resolves every fraction as ``round(t_max * fraction)``; the same rule here gives the
+    same warmup and decay lengths as OLMo-core for the same options.
+    """
+    return round(length * fraction)
 
 
 def interpolate(shape: str, start: float, end: float, progress: float) -> float:
@@ -85,7 +94,7 @@ def count_of(count: int | None, fraction: float | None, length: float | None, wh
     if length is None:
         raise SpecError(f"{what} is a fraction of t_max, but t_max is unknown: set `t_max` or pass t_max= when "
                         "building the scheduler", path="$.t_max")
-    return round_half_up(fraction * length)
+    return fraction_count(fraction, length)
 
 
 def _count(doc: str) -> Any:
@@ -145,7 +154,31 @@ def check_one_of(
 
 @attrs.frozen(kw_only=True)
 class Schedule(SchedulerSpec):
-    """Base of this plugin's schedules: option checks against the run length and the groups' LRs."""
+    """Base of this plugin's schedules: option checks against the run length and the groups' LRs.
+
+    Subclasses implement :meth:`compute_lr`; :meth:`get_lr` is what everyone calls.
+    """
+
+    #: Whether every configuration of this schedule needs the run length (``needs_t_max`` refines it).
+    NEEDS_T_MAX: ClassVar[bool] = False
+
+    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+        """The LR at ``current`` for a group whose initial LR is ``initial_lr``.
+
+        The spec's own ``t_max`` wins over the one passed (as the built ``ScheduledLR`` does), so
+        the spec and its scheduler never disagree. A ``current`` before the start (< 0) gives the
+        LR at 0, as OLMo-core's ``ComposableScheduler`` does (``max(current, 0)``): no schedule
+        extrapolates its warmup to negative LRs. A non-finite ``current`` is a ``ValueError``.
+        """
+        if not math.isfinite(current):
+            raise ValueError(f"current must be a finite count of {self.units}, got {current!r}")
+        if current < 0:
+            current = 0
+        return self.compute_lr(initial_lr, current, self.t_max if self.t_max is not None else t_max)
+
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+        """The schedule's formula, for ``current >= 0`` and ``t_max`` already resolved (None: unknown)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_lr")
 
     def __attrs_post_init__(self) -> None:
         self.check_options()

@@ -81,7 +81,7 @@ class WarmupCosineDecay(Schedule):
             return [((name,), f"the total length ({total}) must be larger than the warmup ({warmup})")]
         return []
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         warmup = self.warmup(t_max)
         if current < warmup:  # optax's linear_schedule from init_value to the peak
             return (self.init_value - initial_lr) * (1.0 - current / warmup) + initial_lr

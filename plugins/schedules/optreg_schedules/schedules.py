@@ -46,7 +46,7 @@ class ConstantWithWarmup(WarmupSchedule):
         "Goyal et al. 2017, Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour (gradual warmup)"
     )
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         warmup = self.warmup(t_max)
         if current < warmup:
             return linear_warmup(initial_lr, current, warmup, self.warmup_min_lr)
@@ -66,7 +66,7 @@ class _DecayToAlpha(WarmupSchedule):
     #: Where the warmup ends, as a fraction of the way from the final LR to the initial LR.
     WARMUP_TO: ClassVar[float] = 1.0
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         t_max = self._t_max(t_max)
         return _decay_to_alpha(
             initial_lr, current, t_max, self.warmup(t_max), self.warmup_min_lr, self.alpha_f, type(self).FACTOR,
@@ -174,7 +174,7 @@ class InvSqrtWithWarmup(WarmupSchedule):
     def _why_positive_warmup(self) -> str:
         return "the decay is sqrt(warmup / current)"
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         warmup = self.warmup(t_max)
         if current < warmup:
             return linear_warmup(initial_lr, current, warmup, self.warmup_min_lr)
@@ -209,7 +209,7 @@ class CosWithWarmupAndLinearDecay(DecayTail):
     def tail_start_lr(self, initial_lr: float, t_max: float) -> float:
         return self._cosine(initial_lr, t_max - self.decay(t_max), t_max)
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         t_max = self._t_max(t_max)
         decay = self.decay(t_max)
         start = t_max - decay
@@ -234,7 +234,7 @@ class Exponential(Schedule):
 
     lr_min: float = field(1e-9, gt=0, doc="LR at current = 0 (absolute, > 0).")
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         t_max = self._t_max(t_max)
         if current >= t_max:
             return initial_lr

@@ -46,8 +46,7 @@ class OverrideDecay:
 def _needs_t_max(schedule: SchedulerSpec) -> bool:
     if schedule.t_max is not None:
         return False
-    method = getattr(schedule, "needs_t_max", None)
-    return bool(method()) if callable(method) else bool(schedule.NEEDS_T_MAX)
+    return schedule.needs_t_max()
 
 
 def _horizon_problems(schedule: SchedulerSpec, t_max: int) -> list[Problem]:
@@ -61,9 +60,13 @@ class Sequential(Schedule):
 
     Schedule ``i`` (all but the last) runs for ``durations[i]`` ``units`` and sees
     that duration as its t_max (unless it sets its own ``t_max``); the next one's
-    initial LR is its LR at the end of its segment. The last runs to the end, its
-    t_max being what is left of the run. ``override_decay`` optionally replaces
-    everything from its ``start`` on by a decay from the sequence's LR there.
+    initial LR is its LR at the end of its segment. With ``B(i) = sum(durations[:i+1])``,
+    segment 0 covers ``[0, B(0)]`` and segment ``i`` covers ``(B(i-1), B(i)]``: at a
+    boundary the LR is the finishing schedule's last LR, as OLMo-core's
+    ``SequentialScheduler`` (``current <= scheduler_max``), never the next schedule's
+    step 0. The last runs to the end, its t_max being what is left of the run.
+    ``override_decay`` optionally replaces everything from its ``start`` on by a decay
+    from the sequence's LR there.
     """
 
     TYPE: ClassVar[str] = "sequential"
@@ -150,13 +153,13 @@ class Sequential(Schedule):
         lr, start = initial_lr, 0
         for i, duration in enumerate(self.durations):
             horizon = self._horizon(i, t_max)
-            if current < start + duration:
+            if current <= start + duration:  # the boundary belongs to the finishing schedule
                 return self.schedules[i].get_lr(lr, current - start, horizon)
             lr = self.schedules[i].get_lr(lr, duration, horizon)
             start += duration
         return self.schedules[-1].get_lr(lr, current - start, self._horizon(len(self.durations), t_max))
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         override = self.override_decay
         if override is None or current < override.start:
             return self._sequence_lr(initial_lr, current, t_max)

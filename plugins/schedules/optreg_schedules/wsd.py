@@ -43,7 +43,7 @@ class WSD(DecayTail):
 
     decay_shape: DecayShape = field("linear", doc="Shape of the decay: linear, cosine or sqrt (1 - sqrt(p)).")
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         t_max = self._t_max(t_max)
         warmup = self.warmup(t_max)
         if current < warmup:
@@ -80,7 +80,7 @@ class PowerLR(DecayTail):
     def tail_start_lr(self, initial_lr: float, t_max: float) -> float:
         return initial_lr * ((t_max - self.decay(t_max)) / self.warmup(t_max)) ** self.b
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         warmup = self.warmup(t_max)
         if current < warmup:
             return linear_warmup(initial_lr, current, warmup, self.warmup_min_lr)
@@ -98,13 +98,17 @@ class PowerLR(DecayTail):
 class WSDS(WarmupSchedule):
     """WSD-S for continual pretraining: periods of stable LR each ending in a decay, the LR back at peak after each.
 
-    Period ``i`` covers ``[E(i-1), E(i))`` with ``E(i) = sum(period_lengths[:i+1])``:
-    the peak ``lr0 * period_lr_multipliers[i]`` held, then a decay of
-    ``decay_steps`` (or ``decay_fraction`` of the period's length) down to
-    ``decay_min_lr`` at ``E(i)``. The warmup is part of the first period
-    (``warmup_fraction`` is a fraction of the first period). Past the last period the
-    LR is ``decay_min_lr``. The periods define the length, not t_max: a run longer
-    than the periods is an error.
+    With ``E(i) = sum(period_lengths[:i+1])``, period 0 covers ``[0, E(0)]`` and period
+    ``i > 0`` covers ``(E(i-1), E(i)]``: closed on the right, as OLMo-core's ``WSDS``
+    (``_find_period`` picks the first period with ``x <= end``). In each period the peak
+    ``lr0 * period_lr_multipliers[i]`` is held, then decays over the last ``decay_steps``
+    (or ``decay_fraction`` of the period's length, rounded as OLMo-core does) to exactly
+    ``decay_min_lr`` at ``E(i)``: the checkpoint at the end of a period sees the decayed LR,
+    which is the point of WSD-S. The next period's peak starts right after ``E(i)``. The
+    warmup is part of the first period (``warmup_fraction`` is a fraction of the first
+    period). Every period needs a decay > 0. Past the last period the LR is
+    ``decay_min_lr``. The periods define the length, not t_max: a run longer than the
+    periods is an error.
     """
 
     TYPE: ClassVar[str] = "wsds"
@@ -141,6 +145,14 @@ class WSDS(WarmupSchedule):
         warmup = self.warmup(None)
         for i, length in enumerate(self.period_lengths):
             decay = self._period_decay(length)
+            if decay == 0:
+                how = "decay_steps = 0" if self.decay_steps is not None else (
+                    f"decay_fraction = {self.decay_fraction:g} of period {i} ({length}) rounds to 0")
+                raise FieldValueError(
+                    self._decay_name(),
+                    f"{how}: every wsds period needs a decay > 0, since the LR at the end of a period is "
+                    "decay_min_lr (use `wsd` or `constant_with_warmup` for no decay)",
+                )
             used = decay + (warmup if i == 0 else 0)
             if used > length:
                 what = f"warmup ({warmup}) + decay ({decay})" if i == 0 else f"the decay ({decay})"
@@ -186,13 +198,13 @@ class WSDS(WarmupSchedule):
                 break
         return problems
 
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         warmup = self.warmup(t_max)
         if current < warmup:
             return linear_warmup(self._peak(initial_lr, 0), current, warmup, self.warmup_min_lr)
         start = 0
         for i, end in enumerate(itertools.accumulate(self.period_lengths)):
-            if current < end:
+            if current <= end:  # closed on the right: E(i) belongs to period i, at decay_min_lr
                 decay = self._period_decay(end - start)
                 decay_start = end - decay
                 peak = self._peak(initial_lr, i)

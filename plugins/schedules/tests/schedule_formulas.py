@@ -82,14 +82,21 @@ def wsd(lr0, c, T, *, w, d, shape="linear", wmin=0.0, dmin=0.0):
     return dmin + (lr0 - dmin) * decay_factor(shape, (c - s) / d)
 
 
+def olmo_count(fraction: float, length: int) -> int:
+    """OLMo-core's count of a fraction: ``round(t_max * fraction)``, Python's round (half to even)."""
+    return round(length * fraction)
+
+
 def wsds(lr0, c, T=None, *, lengths, w, decays, mults=None, shape="linear", wmin=0.0, dmin=0.0):
+    # OLMo-core's WSDS: period i is closed on the right (its `_find_period` takes the first end with
+    # x <= end), so at E(i) the LR is decay_min_lr and the next peak starts just after E(i).
     mults = mults or [1.0] * len(lengths)
     if c < w:
         return warmup(lr0 * mults[0], c, w, wmin)
     start = 0
     for length, d, m in zip(lengths, decays, mults):
         end = start + length
-        if c < end:
+        if c <= end:
             peak = lr0 * m
             if c < end - d:
                 return peak
@@ -124,3 +131,46 @@ def optax_warmup_cosine_decay(c, *, init_value, peak_value, warmup_steps, decay_
     t = min(c - warmup_steps, n)
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return peak_value * ((1 - alpha) * (0.5 * (1 + math.cos(math.pi * t / n))) ** exponent + alpha)
+
+
+def _olmo_interpolate(shape, start, end, x, n):
+    """OLMo-core's ``_interpolate_lr`` for linear and cosine; sqrt is optreg's addition (1 - sqrt(p))."""
+    if shape == "linear":
+        return start + (end - start) * x / n
+    if shape == "cosine":
+        return end + (start - end) * (1 + math.cos(math.pi * x / n)) / 2
+    return end + (start - end) * (1 - math.sqrt(x / n))
+
+
+def composable(lr0, c, T=None, *, stages, override_decay=None):
+    """OLMo-core's ComposableScheduler, from the spec's own tables (``stages``, ``override_decay``).
+
+    Stage k covers [S_k, S_k + duration): half open, so a boundary belongs to the next stage. Its
+    start LR is start_lr, or start_lr_fraction * lr0, or the previous stage's end LR (lr0 for the
+    first); its end LR is end_lr or end_lr_fraction * lr0. After the last stage: its end LR.
+    current < 0 counts as 0; T plays no part.
+    """
+    c = max(c, 0)
+
+    def main(c):
+        s, prev = 0, lr0
+        for st in stages:
+            if "start_lr" in st:
+                a = st["start_lr"]
+            elif "start_lr_fraction" in st:
+                a = lr0 * st["start_lr_fraction"]
+            else:
+                a = prev
+            b = st["end_lr"] if "end_lr" in st else lr0 * st["end_lr_fraction"]
+            if c < s + st["duration"]:
+                return _olmo_interpolate(st.get("shape", "linear"), a, b, c - s, st["duration"])
+            prev, s = b, s + st["duration"]
+        return prev
+
+    o = override_decay
+    if o is None or c < o["start"]:
+        return main(c)
+    end = o["end_lr"] if "end_lr" in o else lr0 * o["end_lr_fraction"]
+    if c - o["start"] < o["duration"]:
+        return _olmo_interpolate(o.get("shape", "linear"), main(o["start"]), end, c - o["start"], o["duration"])
+    return end

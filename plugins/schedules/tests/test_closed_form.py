@@ -101,6 +101,20 @@ def cases(k: int, units: str) -> Iterator[tuple[str, dict[str, Any], int, Callab
                           {"type": "linear_with_warmup", "warmup_steps": 0, "alpha_f": 0.0, **u}], **u},
            T, seq_warmup_then_linear)
 
+    # OLMo-core's boundary rule: at B = 50k the finishing cosine's last LR (its floor), not the wsd's step 0
+    # (which is 0, the start of its warmup); the wsd's warmup runs from just after B.
+    def seq_cos_then_wsd(lr0, c, T):
+        if c <= 50 * k:
+            return F.cos_with_warmup(lr0, c, 50 * k, w=10 * k)
+        top = F.cos_with_warmup(lr0, 50 * k, 50 * k, w=10 * k)
+        return F.wsd(top, c - 50 * k, T - 50 * k, w=5 * k, d=20 * k)
+
+    yield ("sequential-boundary-before-a-warmup",
+           {"type": "sequential", "durations": [50 * k],
+            "schedules": [{"type": "cos_with_warmup", "warmup_steps": 10 * k, **u},
+                          {"type": "wsd", "warmup_steps": 5 * k, "decay_steps": 20 * k, **u}], **u},
+           T, seq_cos_then_wsd)
+
     def seq_cut_cosine(lr0, c, T):  # a 100-long cosine cut after 40, then a WSD-like nested sequence
         top = F.cos_with_warmup(lr0, min(c, 40 * k), 100 * k, w=0, alpha=0.0)
         if c < 40 * k:
@@ -118,6 +132,19 @@ def cases(k: int, units: str) -> Iterator[tuple[str, dict[str, Any], int, Callab
                                          {"type": "linear_with_warmup", "warmup_steps": 0, "alpha_f": 0.0, **u}]}],
             **u},
            T, seq_cut_cosine)
+
+
+    stages = [{"duration": 10 * k, "start_lr": 0.0, "end_lr_fraction": 1.0},
+              {"duration": 50 * k, "end_lr_fraction": 1.0},
+              {"duration": 30 * k, "shape": "cosine", "end_lr_fraction": 0.1},
+              {"duration": 5 * k, "start_lr_fraction": 0.05, "end_lr_fraction": 0.0, "shape": "sqrt"}]
+    yield ("composable", {"type": "composable", "stages": stages, **u}, T, partial(F.composable, stages=stages))
+    override = {"start": 40 * k, "duration": 25 * k, "shape": "cosine", "end_lr_fraction": 0.02}
+    yield ("composable-override", {"type": "composable", "stages": stages, "override_decay": override, **u}, T,
+           partial(F.composable, stages=stages, override_decay=override))
+    # Stages shorter than the run: the last end LR is held (t_max plays no part).
+    short = [{"duration": 20 * k, "start_lr_fraction": 0.5, "end_lr": 1e-4}]
+    yield ("composable-short", {"type": "composable", "stages": short, **u}, T, partial(F.composable, stages=short))
 
 
 STEPS = list(cases(1, "steps"))
@@ -161,6 +188,30 @@ def test_scheduler_drives_every_group_along_the_closed_form(name, spec, T, formu
         n = sizes[step % len(sizes)]
         scheduler.step(tokens=n) if tokens else scheduler.step()
         seen += n
+
+
+@pytest.mark.parametrize(("name", "spec", "T", "formula"), STEPS + TOKENS,
+                         ids=[f"{c[0]}-steps" for c in STEPS] + [f"{c[0]}-tokens" for c in TOKENS])
+def test_own_t_max_is_what_get_lr_uses(name, spec, T, formula, optreg_registry) -> None:
+    # The spec's own t_max wins over whatever the caller passes (None, shorter, longer), as the built scheduler.
+    schedule = optreg_registry.scheduler_spec({**spec, "t_max": T})
+    k = 1 if spec["units"] == "steps" else K
+    for c in _points(T, k)[::7]:
+        want = formula(1.0, c, T)
+        for passed in (None, T // 2, 3 * T):
+            got = schedule.get_lr(1.0, c, passed)
+            assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-15), f"{name} at {c}, t_max={passed}"
+
+
+@pytest.mark.parametrize(("name", "spec", "T", "formula"), STEPS, ids=IDS)
+def test_negative_current_gives_the_lr_at_zero(name, spec, T, formula, optreg_registry) -> None:
+    schedule = optreg_registry.scheduler_spec(spec)
+    for lr0 in LRS:
+        for c in (-1, -0.5, -T):
+            assert schedule.get_lr(lr0, c, T) == schedule.get_lr(lr0, 0, T) == pytest.approx(formula(lr0, 0, T))
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            schedule.get_lr(1.0, bad, T)
 
 
 def test_tokens_and_steps_agree_when_counts_scale(optreg_registry) -> None:
@@ -209,10 +260,38 @@ def test_boundaries_of_the_decay_tails() -> None:
     assert lr(cl, 75) == pytest.approx(0.25) and lr(cl, 100) == 0.0 and lr(cl, 130) == 0.0
     pw = {"type": "power_lr", "warmup_steps": 4, "b": -0.5, "decay_steps": 36}
     assert [lr(pw, c) for c in (2, 4, 16, 64, 82, 100, 110)] == pytest.approx([0.5, 1, 0.5, 0.25, 0.125, 0, 0])
+    # wsds, as OLMo-core: period i ends at E(i) with decay_min_lr (the checkpoint there sees the decayed LR);
+    # the next period's peak starts just after.
     wsds = {"type": "wsds", "period_lengths": [20, 20], "warmup_steps": 4, "decay_steps": 8,
-            "period_lr_multipliers": [1.0, 0.5]}
-    values = [lr(wsds, c, None) for c in (0, 2, 4, 11, 12, 16, 19, 20, 31, 32, 36, 40, 60)]
-    assert values == pytest.approx([0, 0.5, 1, 1, 1, 0.5, 0.125, 0.5, 0.5, 0.5, 0.25, 0, 0])
+            "period_lr_multipliers": [1.0, 0.5], "decay_min_lr": 0.01}
+    points = (0, 2, 4, 11, 12, 16, 19, 20, 21, 31, 32, 36, 39, 40, 41, 60)
+    want = [0, 0.5, 1, 1, 1, 0.505, 0.13375, 0.01, 0.5, 0.5, 0.5, 0.255, 0.07125, 0.01, 0.01, 0.01]
+    assert [lr(wsds, c, None) for c in points] == pytest.approx(want)
+
+
+def test_sequential_boundary_is_the_finishing_schedules_last_lr() -> None:
+    # OLMo-core's SequentialScheduler: `current <= scheduler_max` runs the finishing schedule, so at the
+    # boundary the LR is its last LR, not the next schedule's step 0 (0.0 here: the wsd starts with a warmup).
+    seq = {"type": "sequential", "durations": [50],
+           "schedules": [{"type": "constant"}, {"type": "wsd", "warmup_steps": 10, "decay_steps": 10}]}
+    assert [lr(seq, c, 100) for c in (49, 50, 51, 55, 60)] == pytest.approx([1.0, 1.0, 0.1, 0.5, 1.0])
+    nested = {"type": "sequential", "durations": [30], "schedules": [
+        {"type": "linear_with_warmup", "warmup_steps": 0, "alpha_f": 0.5}, seq]}
+    assert [lr(nested, c, 130) for c in (30, 31, 80, 81)] == pytest.approx([0.5, 0.5, 0.5, 0.05])
+
+
+def test_composable_stage_boundaries_as_olmo_core() -> None:
+    # Stages are half open [S, S + duration): a boundary gives the next stage's start LR (an explicit one
+    # jumps); after the last stage its end LR holds; t_max plays no part.
+    spec = {"type": "composable", "stages": [
+        {"duration": 4, "start_lr": 0.0, "end_lr_fraction": 1.0},
+        {"duration": 4, "end_lr_fraction": 0.5},
+        {"duration": 2, "start_lr_fraction": 0.2, "end_lr": 0.1, "shape": "cosine"}]}
+    points = (0, 2, 4, 6, 8, 9, 10, 50)
+    assert [lr(spec, c, None, lr0=2.0) for c in points] == pytest.approx([0, 1, 2, 1.5, 0.4, 0.25, 0.1, 0.1])
+    assert [lr(spec, c, 7, lr0=2.0) for c in points] == [lr(spec, c, None, lr0=2.0) for c in points]
+    override = {**spec, "override_decay": {"start": 6, "duration": 4, "end_lr_fraction": 0.0}}
+    assert [lr(override, c, None, lr0=2.0) for c in (5, 6, 8, 10, 20)] == pytest.approx([1.75, 1.5, 0.75, 0, 0])
 
 
 def test_optax_warmup_cosine_decay_values() -> None:
@@ -233,12 +312,40 @@ def test_optax_warmup_cosine_decay_values() -> None:
     assert lr({"type": "warmup_cosine_decay", "warmup_steps": 100}, 550, 1000) == pytest.approx(0.5)
 
 
-def test_fractions_round_half_up() -> None:
-    # warmup_fraction 0.125 of 20 is 2.5 -> 3 steps; 0.1 of 20 is 2.
-    assert lr({"type": "constant_with_warmup", "warmup_fraction": 0.125}, 2, 20) == pytest.approx(2 / 3)
-    assert lr({"type": "constant_with_warmup", "warmup_fraction": 0.1}, 1, 20) == pytest.approx(0.5)
-    wsd = {"type": "wsd", "warmup_steps": 0, "decay_fraction": 0.25}  # 0.25 * 10 = 2.5 -> 3
-    assert lr(wsd, 6, 10) == 1.0 and lr(wsd, 7, 10) == 1.0 and lr(wsd, 8, 10) == pytest.approx(2 / 3)
+def test_fractions_round_half_to_even_as_olmo_core() -> None:
+    # OLMo-core resolves a fraction as round(t_max * fraction): Python's round, half to even.
+    assert F.olmo_count(0.0125, 1000) == 12 and F.olmo_count(0.125, 20) == 2 and F.olmo_count(0.375, 20) == 8
+    for fraction, T in ((0.0125, 1000), (0.125, 20), (0.375, 20), (0.1, 20), (0.25, 10)):
+        w = F.olmo_count(fraction, T)
+        spec = {"type": "constant_with_warmup", "warmup_fraction": fraction}
+        assert [lr(spec, c, T) for c in range(T + 1)] == pytest.approx(
+            [F.constant_with_warmup(1.0, c, T, w=w) for c in range(T + 1)]), (fraction, T)
+    d = F.olmo_count(0.25, 10)  # 2.5 -> 2
+    wsd = {"type": "wsd", "warmup_steps": 0, "decay_fraction": 0.25}
+    assert [lr(wsd, c, 10) for c in range(11)] == pytest.approx([F.wsd(1.0, c, 10, w=0, d=d) for c in range(11)])
+    # Every fraction of every schedule, against the same rule (half-way cases in both directions).
+    T = 20
+    cos = {"type": "cos_with_warmup_and_linear_decay", "warmup_fraction": 0.125, "decay_fraction": 0.375}
+    assert [lr(cos, c, T) for c in range(T + 1)] == pytest.approx(
+        [F.cos_with_warmup_and_linear_decay(1.0, c, T, w=2, d=8) for c in range(T + 1)])
+    power = {"type": "power_lr", "warmup_fraction": 0.125, "decay_fraction": 0.125, "b": -0.5}
+    assert [lr(power, c, T) for c in range(T + 1)] == pytest.approx(
+        [F.power_lr(1.0, c, T, w=2, b=-0.5, d=2) for c in range(T + 1)])
+    for name, formula in (("linear_with_warmup", F.linear_with_warmup), ("cos_with_warmup", F.cos_with_warmup),
+                          ("half_cos_with_warmup", F.half_cos_with_warmup),
+                          ("inv_sqrt_with_warmup", F.inv_sqrt_with_warmup)):
+        spec = {"type": name, "warmup_fraction": 0.125}
+        assert [lr(spec, c, T) for c in range(T + 1)] == pytest.approx(
+            [formula(1.0, c, T, w=F.olmo_count(0.125, T)) for c in range(T + 1)]), name
+    optax = {"type": "warmup_cosine_decay", "warmup_fraction": 0.125}
+    assert [lr(optax, c, T) for c in range(T + 1)] == pytest.approx(
+        [F.optax_warmup_cosine_decay(c, init_value=0.0, peak_value=1.0, warmup_steps=2, decay_steps=T)
+         for c in range(T + 1)])
+    # wsds: fractions of the first period (warmup) and of each period (decay); 0.25 * 10 = 2.5 -> 2.
+    wsds = {"type": "wsds", "period_lengths": [10, 14], "warmup_fraction": 0.25, "decay_fraction": 0.25}
+    want = [F.wsds(1.0, c, lengths=[10, 14], w=F.olmo_count(0.25, 10),
+                   decays=[F.olmo_count(0.25, 10), F.olmo_count(0.25, 14)]) for c in range(26)]
+    assert [lr(wsds, c, None) for c in range(26)] == pytest.approx(want)
 
 
 def test_t_max_in_the_spec_wins_over_the_run(optreg_registry) -> None:

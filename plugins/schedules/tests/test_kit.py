@@ -26,6 +26,19 @@ P = (0, 5, 9, 10, 11, 50, 79, 80, 81, 99, 100, 120)
 TOK = 32  # tokens per step in the tokens cases
 PT = tuple(c * TOK for c in P)
 
+# Warmup from 0 (an explicit start), stable, a cosine to a tenth, then a jump to an explicit start and a
+# linear decay: every stage rule of OLMo-core's ComposableScheduler.
+COMPOSABLE = {"type": "composable", "stages": [
+    {"duration": 10, "start_lr": 0.0, "end_lr_fraction": 1.0},
+    {"duration": 60, "end_lr_fraction": 1.0},
+    {"duration": 10, "shape": "cosine", "end_lr_fraction": 0.1},
+    {"duration": 10, "start_lr_fraction": 0.5, "end_lr": 0.0},
+]}
+COMPOSABLE_TOKENS = {"type": "composable", "units": "tokens", "stages": [
+    {"duration": 10 * TOK, "start_lr_fraction": 0.1, "end_lr_fraction": 1.0, "shape": "cosine"},
+    {"duration": 70 * TOK, "end_lr_fraction": 0.5, "shape": "sqrt"},
+], "override_decay": {"start": 75 * TOK, "duration": 10 * TOK, "end_lr": 0.01}}
+
 CASES = [
     _case({"type": "constant_with_warmup", "warmup_steps": 10}, partial(F.constant_with_warmup, w=10), P),
     _case({"type": "constant_with_warmup", "warmup_steps": 10 * TOK, "units": "tokens", "warmup_min_lr": 0.01},
@@ -69,9 +82,13 @@ CASES = [
     _case({"type": "power_lr", "warmup_steps": 10, "b": -0.5}, partial(F.power_lr, w=10, b=-0.5), P),
     _case({"type": "power_lr", "warmup_steps": 10 * TOK, "decay_fraction": 0.2, "units": "tokens"},
           partial(F.power_lr, w=10 * TOK, b=-0.51, d=20 * TOK), PT, t_max=100 * TOK, step_tokens=TOK),
+    # At the boundary (50) the finishing cosine's last LR, as OLMo-core; the warmup of the next starts after it.
     _case({"type": "sequential", "durations": [50],
-           "schedules": [{"type": "cos_with_warmup", "warmup_steps": 10}, {"type": "constant"}]},
-          lambda lr0, c, T: F.cos_with_warmup(lr0, min(c, 50), 50, w=10), P),
+           "schedules": [{"type": "cos_with_warmup", "warmup_steps": 10}, {"type": "constant_with_warmup",
+                                                                              "warmup_steps": 10}]},
+          lambda lr0, c, T: (F.cos_with_warmup(lr0, c, 50, w=10) if c <= 50
+                             else F.constant_with_warmup(F.cos_with_warmup(lr0, 50, 50, w=10), c - 50, T - 50, w=10)),
+          P),
     _case({"type": "sequential", "units": "tokens", "durations": [50 * TOK],
            "schedules": [{"type": "constant_with_warmup", "warmup_steps": 10 * TOK, "units": "tokens"},
                          {"type": "linear_with_warmup", "warmup_steps": 0, "alpha_f": 0.0, "units": "tokens"}],
@@ -80,6 +97,11 @@ CASES = [
                              else F.linear_with_warmup(lr0, min(c, 80 * TOK) - 50 * TOK, 50 * TOK, w=0, alpha=0.0)
                              * (1 - min((c - 80 * TOK) / (10 * TOK), 1.0) if c >= 80 * TOK else 1.0)),
           PT, t_max=100 * TOK, step_tokens=TOK),
+    _case(COMPOSABLE, partial(F.composable, stages=COMPOSABLE["stages"]), (0, 5, 10, 11, 50, 69, 70, 79, 80, 90, 99,
+                                                                          100, 120)),
+    _case(COMPOSABLE_TOKENS, partial(F.composable, stages=COMPOSABLE_TOKENS["stages"],
+                                     override_decay=COMPOSABLE_TOKENS["override_decay"]),
+          PT + (70 * TOK, 85 * TOK), t_max=100 * TOK, step_tokens=TOK, lr0=0.3),
     _case({"type": "warmup_cosine_decay", "warmup_steps": 10, "decay_steps": 90, "init_value": 0.01},
           lambda lr0, c, T: F.optax_warmup_cosine_decay(c, init_value=0.01, peak_value=lr0, warmup_steps=10,
                                                         decay_steps=90), P),
@@ -90,6 +112,12 @@ CASES = [
 ]
 
 W = {"type": "wsd", "warmup_steps": 10, "decay_steps": 20}
+C = {"type": "composable", "stages": [{"duration": 10, "end_lr": 0.0}]}
+
+
+def _stage(**fields):
+    return {**C, "stages": [{"duration": 5, "end_lr_fraction": 1.0}, fields]}
+
 
 ERRORS = [
     # negative counts
@@ -116,8 +144,13 @@ ERRORS = [
               match="above 1"),
     ErrorCase(spec={"type": "wsds", "period_lengths": [20, 10], "warmup_steps": 15, "decay_steps": 8},
               path="$.decay_steps", match=r"warmup \(15\) \+ decay \(8\) is longer than period 0"),
-    ErrorCase(spec={"type": "wsds", "period_lengths": [20, 10], "warmup_steps": 1, "decay_steps": 0, "t_max": 40},
+    ErrorCase(spec={"type": "wsds", "period_lengths": [20, 10], "warmup_steps": 1, "decay_steps": 1, "t_max": 40},
               path="$.period_lengths", match="the periods cover 30 steps but t_max is 40"),
+    # wsds: the LR at the end of a period is decay_min_lr, so every period needs a decay
+    ErrorCase(spec={"type": "wsds", "period_lengths": [20, 10], "warmup_steps": 1, "decay_steps": 0},
+              path="$.decay_steps", match="decay_steps = 0: every wsds period needs a decay > 0"),
+    ErrorCase(spec={"type": "wsds", "period_lengths": [20, 4], "warmup_steps": 1, "decay_fraction": 0.1},
+              path="$.decay_fraction", match=r"decay_fraction = 0.1 of period 1 \(4\) rounds to 0"),
     ErrorCase(spec={"type": "warmup_cosine_decay", "warmup_steps": 100, "decay_steps": 100}, path="$.decay_steps",
               match="larger than warmup_steps"),
     # both absolute and fraction, or neither
@@ -158,6 +191,31 @@ ERRORS = [
 ]
 
 
+# composable: every stage and override error at its path
+ERRORS += [
+    ErrorCase(spec={**C, "stages": []}, path="$.stages", match="give at least one stage"),
+    ErrorCase(spec={**C, "stages": {"duration": 10, "end_lr": 0.0}}, path="$.stages", match="expected an array"),
+    ErrorCase(spec=_stage(end_lr=0.0), path="$.stages[1].duration", match="required key is missing"),
+    ErrorCase(spec=_stage(duration=0, end_lr=0.0), path="$.stages[1].duration", match="must be >= 1"),
+    ErrorCase(spec=_stage(duration=2.5, end_lr=0.0), path="$.stages[1].duration", match="expected an integer"),
+    ErrorCase(spec=_stage(duration=5), path="$.stages[1].end_lr", match="required: give the stage's end LR"),
+    ErrorCase(spec=_stage(duration=5, end_lr=0.0, end_lr_fraction=0.0), path="$.stages[1].end_lr_fraction",
+              match="not both"),
+    ErrorCase(spec=_stage(duration=5, end_lr=0.0, start_lr=1.0, start_lr_fraction=0.5),
+              path="$.stages[1].start_lr_fraction", match="not both"),
+    ErrorCase(spec=_stage(duration=5, end_lr=-1e-3), path="$.stages[1].end_lr", match="must be >= 0"),
+    ErrorCase(spec=_stage(duration=5, end_lr_fraction=0.1, start_lr_fraction=-0.5),
+              path="$.stages[1].start_lr_fraction", match="must be >= 0"),
+    ErrorCase(spec=_stage(duration=5, end_lr=0.0, shape="cubic"), path="$.stages[1].shape",
+              match="one of 'linear', 'cosine', 'sqrt'"),
+    ErrorCase(spec=_stage(durration=5, end_lr=0.0), path="$.stages[1].durration", match="did you mean 'duration'"),
+    ErrorCase(spec={**C, "override_decay": {"start": 5, "duration": 0, "end_lr": 0.0}},
+              path="$.override_decay.duration", match="must be >= 1"),
+    ErrorCase(spec={**C, "override_decay": {"start": 5, "duration": 5}}, path="$.override_decay.end_lr",
+              match="required: give the final LR"),
+]
+
+
 class TestSchedules(SchedulerConformance):
     distribution = "optreg-schedules"
     cases = CASES
@@ -167,7 +225,7 @@ class TestSchedules(SchedulerConformance):
 def test_every_registered_name_has_kit_cases_in_both_units(optreg_registry) -> None:
     provided = {n for n in optreg_registry.names("scheduler")
                 if optreg_registry.provider("scheduler", n).distribution == "optreg-schedules"}
-    assert len(provided) == 12
+    assert len(provided) == 13
     for units in ("steps", "tokens"):
         covered = {c.spec["type"] for c in CASES if c.spec.get("units", "steps") == units}
         assert covered == provided, f"{units}: missing {sorted(provided - covered)}"

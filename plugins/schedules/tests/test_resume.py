@@ -21,6 +21,10 @@ SPECS = [
     {"type": "sequential", "durations": [15], "schedules": [{"type": "power_lr", "warmup_steps": 4},
                                                           {"type": "linear_with_warmup", "warmup_steps": 0}],
      "override_decay": {"start": 32, "duration": 5, "end_lr_fraction": 0.0, "shape": "cosine"}},
+    {"type": "composable", "stages": [{"duration": 4, "start_lr": 0.0, "end_lr_fraction": 1.0},
+                                      {"duration": 20, "end_lr_fraction": 1.0},
+                                      {"duration": 10, "shape": "cosine", "end_lr_fraction": 0.1}],
+     "override_decay": {"start": 30, "duration": 8, "end_lr": 0.0}},
 ]
 TOKENS = [37, 64, 1, 128, 90]  # tokens per step, cycled: resume must not assume a fixed batch
 

@@ -13,6 +13,17 @@ arithmetic. The eager per-tensor path pays one extra pass per tensor for the
 selection; the compiled path fuses it away (and always gates, so a plain step
 and a step with factor 1 run the same kernel).
 
+Non-finite gradients: ``torch.sign`` maps NaN to 0, so a NaN gradient would leave a
+parameter in place while its momentum holds NaN for ever (the coordinate frozen without a
+word). Here a coordinate whose signed quantity is NaN or +-inf becomes NaN in the parameter,
+as with ``torch.optim.Adam``: the loss shows it. Skip-step (``optreg-skipstep``) is the remedy
+that keeps such a step out altogether.
+
+Dtypes: every update is computed in the parameter's dtype (float64 stays float64: no
+coefficient or intermediate is rounded to float32); the compiled kernel computes bf16/fp16 in
+float32. Complex parameters step as their ``torch.view_as_real`` (the sign of each real and
+imaginary component; shape scaling sees the real view's shape).
+
 References: Chen et al. 2023, *Symbolic Discovery of Optimization Algorithms*
 (Lion); Bernstein et al. 2018, *signSGD: Compressed Optimisation for
 Non-Convex Problems* (signSGD, Signum).
@@ -74,10 +85,95 @@ def shape_scale(shape: Sequence[int]) -> float:
     return 2.0 / (rows + cols) if rows + cols > 0 else 1.0
 
 
-def _scalar_tensor(value: Number, device: torch.device) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.reshape(()).to(device=device, dtype=torch.float32, non_blocking=True)
-    return torch.tensor(float(value), dtype=torch.float32).to(device, non_blocking=True)
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a step on ``dtype`` computes in: float64 stays float64, bf16/fp16 compute in float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _lr_like(lr: Number, param: torch.Tensor) -> Number:
+    """A tensor ``lr`` widened to the param's precision (a float32 LR on float64 params is upcast, never the
+    param's arithmetic narrowed); floats are returned as they are."""
+    if isinstance(lr, torch.Tensor) and lr.dtype != param.dtype:
+        wide = torch.promote_types(lr.dtype, param.dtype)
+        if wide != lr.dtype:
+            return lr.to(wide)
+    return lr
+
+
+def _sign_update_(
+    param: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    owned: bool,
+    lr: Number,
+    weight_decay: float,
+    keep: torch.Tensor | None,
+    scale: float = 1.0,
+) -> None:
+    """``param = param * (1 - lr * weight_decay) - lr * scale * sign(x)``, NaN where ``x`` is NaN or +-inf.
+
+    ``owned``: ``x`` is a temporary of this step (its sign is taken in place). ``keep``: the
+    step_factor mask (True keeps ``param``'s old bits), or None for a plain step. Both the plain and
+    the gated step run the same arithmetic, so a factor of 1 equals the plain step bit for bit.
+    """
+    lr = _lr_like(lr, param)
+    step_lr = lr * scale if scale != 1.0 else lr
+    # param + 0 * x: NaN and +-inf in x become NaN in the param (torch.sign alone gives 0 for NaN and
+    # would leave the coordinate silently frozen); for finite x it adds an exact zero. One more pass in
+    # eager mode (no single torch op gives a NaN-propagating sign); the gated step folds it into the
+    # copy it makes anyway. Keep alpha a float: under torch.compile(opt.step) inductor folds x * (int 0)
+    # to 0, not x * 0.0 (checked).
+    if keep is None:
+        target = param.add_(x, alpha=0.0)
+    else:
+        target = torch.add(param, x, alpha=0.0)
+    direction = x.sign_() if owned else torch.sign(x)
+    if weight_decay != 0:
+        target.mul_(1 - lr * weight_decay)
+    if isinstance(step_lr, torch.Tensor):
+        target.addcmul_(direction, step_lr, value=-1)
+    else:
+        target.add_(direction, alpha=-step_lr)
+    if keep is not None:
+        _select_(keep, param, target)
+
+
+def _multi_sign_update_(
+    params: list[torch.Tensor],
+    xs: list[torch.Tensor],
+    *,
+    owned: bool,
+    lr: float,
+    weight_decay: float,
+    keep: torch.Tensor | None,
+    scale: float = 1.0,
+) -> None:
+    """:func:`_sign_update_` over lists with ``torch._foreach_*`` ops (``lr`` a Python float)."""
+    if keep is None:
+        targets = params
+        torch._foreach_add_(targets, xs, alpha=0.0)  # NaN / inf in x reach the params (see _sign_update_)
+    else:
+        targets = torch._foreach_add(params, xs, alpha=0.0)
+    if owned:
+        torch._foreach_sign_(xs)
+        directions = xs
+    else:
+        directions = torch._foreach_sign(xs)
+    if weight_decay != 0:
+        torch._foreach_mul_(targets, 1 - lr * weight_decay)
+    torch._foreach_add_(targets, directions, alpha=-(lr * scale if scale != 1.0 else lr))
+    if keep is not None:
+        for p, new_p in zip(params, targets):
+            _select_(keep, p, new_p)
+
+
+def _kernel_sign(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x)``, NaN where ``x`` is NaN or +-inf (inside a compiled kernel: free, fused).
+
+    Not ``sign(x) + x * 0``: inductor's peephole pass folds a multiplication by the integer 0 to 0,
+    which would drop the NaN (measured; ``tests/test_dtypes_and_nonfinite.py`` runs the kernels).
+    """
+    return torch.where(torch.isfinite(x), torch.sign(x), float("nan"))
 
 
 # ---------------------------------------------------------------- Lion
@@ -98,29 +194,12 @@ def _lion_single_eager(
     """One eager Lion step on one (real) tensor."""
     if maximize:
         grad = torch.neg(grad)
-    direction = torch.lerp(exp_avg, grad, 1 - beta1).sign_()
-    tensor_lr = isinstance(lr, torch.Tensor)
-    if tensor_lr:
-        direction.mul_(lr)
+    x = torch.lerp(exp_avg, grad, 1 - beta1)
+    _sign_update_(param, x, owned=True, lr=lr, weight_decay=weight_decay, keep=keep)
     if keep is None:
-        if weight_decay != 0:
-            param.mul_(1 - lr * weight_decay)
-        if tensor_lr:
-            param.sub_(direction)
-        else:
-            param.add_(direction, alpha=-lr)
         exp_avg.lerp_(grad, 1 - beta2)
-        return
-    if weight_decay != 0:
-        new_param = param.mul(1 - lr * weight_decay)
-        if tensor_lr:
-            new_param.sub_(direction)
-        else:
-            new_param.add_(direction, alpha=-lr)
     else:
-        new_param = param.sub(direction) if tensor_lr else param.add(direction, alpha=-lr)
-    _select_(keep, param, new_param)
-    _select_(keep, exp_avg, torch.lerp(exp_avg, grad, 1 - beta2))
+        _select_(keep, exp_avg, torch.lerp(exp_avg, grad, 1 - beta2))
 
 
 def _lion_kernel(
@@ -131,14 +210,14 @@ def _lion_kernel(
     keep: torch.Tensor,
     maximize: bool,
 ) -> None:
-    """The compiled Lion step: ``hyper = [lr, 1 - lr*wd, 1 - beta1, 1 - beta2]`` (float32)."""
+    """The compiled Lion step: ``hyper = [lr, 1 - lr*wd, 1 - beta1, 1 - beta2]`` in the compute dtype."""
     lr, decay, w1, w2 = hyper[0], hyper[1], hyper[2], hyper[3]
-    g = grad.float()
+    g = grad.to(hyper.dtype)
     if maximize:
         g = -g
-    m = exp_avg.float()
-    p = param.float()
-    direction = torch.sign(m + w1 * (g - m))
+    m = exp_avg.to(hyper.dtype)
+    p = param.to(hyper.dtype)
+    direction = _kernel_sign(m + w1 * (g - m))
     new_p = p * decay - lr * direction
     new_m = m + w2 * (g - m)
     param.copy_(torch.where(keep, param, new_p.to(param.dtype)))
@@ -170,13 +249,16 @@ def _flat(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     return [flat(t) for t in tensors] if can_flatten(*tensors) else list(tensors)
 
 
-def _lion_hyper(lr: Number, beta1: float, beta2: float, weight_decay: float, device: torch.device) -> torch.Tensor:
+def _lion_hyper(
+    lr: Number, beta1: float, beta2: float, weight_decay: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """``[lr, 1 - lr*wd, 1 - beta1, 1 - beta2]`` as a ``dtype`` tensor on ``device`` (no host sync)."""
     if isinstance(lr, torch.Tensor):
-        lr_t = lr.reshape(()).to(device=device, dtype=torch.float32, non_blocking=True)
-        rest = torch.tensor([1 - beta1, 1 - beta2], dtype=torch.float32).to(device, non_blocking=True)
+        lr_t = lr.reshape(()).to(device=device, dtype=dtype, non_blocking=True)
+        rest = torch.tensor([1 - beta1, 1 - beta2], dtype=dtype).to(device, non_blocking=True)
         return torch.cat([lr_t.reshape(1), (1 - lr_t * weight_decay).reshape(1), rest])
     values = [float(lr), 1 - float(lr) * weight_decay, 1 - beta1, 1 - beta2]
-    return torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True)
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def lion_update_(
@@ -196,6 +278,7 @@ def lion_update_(
 
     ``param *= 1 - lr * weight_decay``; ``param -= lr * sign(beta1 * m + (1 - beta1) * g)``;
     ``m = beta2 * m + (1 - beta2) * g``. ``exp_avg`` (``m``) has ``param``'s shape and dtype.
+    A coordinate whose ``beta1 * m + (1 - beta1) * g`` is NaN or +-inf becomes NaN in ``param``.
     ``step_factor``: 0-dim 0/1 tensor; 0 leaves ``param`` and ``exp_avg`` bit-identical.
     ``compiled``: run the fused ``torch.compile`` kernel (first call compiles) for tensors of at
     least :data:`COMPILE_MIN_NUMEL` elements (smaller ones take the eager path).
@@ -270,28 +353,19 @@ def _multi_tensor_lion(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, 
         keep = _keep_mask(step_factor, device)
         if maximize:
             gs = torch._foreach_neg(gs)
-        directions = torch._foreach_lerp(ms, gs, 1 - beta1)
-        torch._foreach_sign_(directions)
+        xs = torch._foreach_lerp(ms, gs, 1 - beta1)
+        _multi_sign_update_(ps, xs, owned=True, lr=lr, weight_decay=weight_decay, keep=keep)
         if keep is None:
-            if weight_decay != 0:
-                torch._foreach_mul_(ps, 1 - lr * weight_decay)
-            torch._foreach_add_(ps, directions, alpha=-lr)
             torch._foreach_lerp_(ms, gs, 1 - beta2)
-            continue
-        if weight_decay != 0:
-            new_ps = torch._foreach_mul(ps, 1 - lr * weight_decay)
-            torch._foreach_add_(new_ps, directions, alpha=-lr)
         else:
-            new_ps = torch._foreach_add(ps, directions, alpha=-lr)
-        new_ms = torch._foreach_lerp(ms, gs, 1 - beta2)
-        for p, new_p, m, new_m in zip(ps, new_ps, ms, new_ms):
-            _select_(keep, p, new_p)
-            _select_(keep, m, new_m)
+            for m, new_m in zip(ms, torch._foreach_lerp(ms, gs, 1 - beta2)):
+                _select_(keep, m, new_m)
 
 
 def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor) -> None:
     kernel = None
-    cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+    keeps: dict[torch.device, torch.Tensor] = {}
+    hypers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
     small: list[list[torch.Tensor]] = [[], [], []]
     for param, grad, exp_avg in zip(params, grads, exp_avgs):
         if param.numel() == 0:
@@ -301,17 +375,16 @@ def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maxi
                 small[i].append(t)
             continue
         device = param.device
-        if device not in cache:
+        if device not in keeps:
             keep = _keep_mask(step_factor, device)
-            cache[device] = (
-                _lion_hyper(lr, beta1, beta2, weight_decay, device),
-                _never(device) if keep is None else keep,
-            )
-        hyper, keep = cache[device]
+            keeps[device] = _never(device) if keep is None else keep
         p, g, m = _as_real(param, grad, exp_avg)
+        key = (device, _compute_dtype(p.dtype))
+        if key not in hypers:
+            hypers[key] = _lion_hyper(lr, beta1, beta2, weight_decay, *key)
         p, g, m = _flat(p, g, m)
         kernel = kernel or _compiled("lion")
-        kernel(p, g, m, hyper, keep, maximize)
+        kernel(p, g, m, hypers[key], keeps[device], maximize)
     if small[0]:
         _single_tensor_lion(*small, lr, beta1, beta2, weight_decay, maximize, step_factor)
 
@@ -327,17 +400,22 @@ def _signum_direction(
     nesterov: bool,
     correct_bias: bool,
 ) -> torch.Tensor:
-    """The (unsigned) direction whose sign is the update; ``buf`` is the already-updated momentum."""
+    """The (unsigned) direction whose sign is the update; ``buf`` is the already-updated momentum.
+
+    Returns ``grad`` or ``buf`` themselves, or a new temporary (the caller may overwrite it).
+    """
     if buf is None:
         return grad
     if not nesterov:
         return buf  # bias correction divides by a positive number: the sign is unchanged
     if not correct_bias:
         return torch.lerp(grad, buf, momentum)  # momentum * buf + (1 - momentum) * grad
-    # momentum * buf / (1 - momentum^(t+1)) + (1 - momentum) * grad / (1 - momentum^t)
+    # momentum * buf / (1 - momentum^(t+1)) + (1 - momentum) * grad / (1 - momentum^t), the coefficients in
+    # the buffer's precision or better (the step counter is a float32 integer, exact)
     assert step is not None
-    coef_buf = momentum / (1 - torch.pow(momentum, step + 1))
-    coef_grad = (1 - momentum) / (1 - torch.pow(momentum, step))
+    t = step.to(_compute_dtype(buf.dtype))
+    coef_buf = momentum / (1 - torch.pow(momentum, t + 1))
+    coef_grad = (1 - momentum) / (1 - torch.pow(momentum, t))
     return torch.mul(buf, coef_buf.to(buf.dtype)).add_(grad * coef_grad.to(grad.dtype))
 
 
@@ -358,41 +436,17 @@ def _signum_single_eager(
 ) -> None:
     if maximize:
         grad = torch.neg(grad)
-    tensor_lr = isinstance(lr, torch.Tensor)
-    step_lr = lr * scale
-    if keep is None:
-        if buf is not None:
-            assert step is not None
-            step.add_(1)
-            buf.lerp_(grad, 1 - momentum)
-        direction = _signum_direction(grad, buf, step, momentum, nesterov, correct_bias)
-        direction = direction.sign() if direction is buf or direction is grad else direction.sign_()
-        if weight_decay != 0:
-            param.mul_(1 - lr * weight_decay)
-        if tensor_lr:
-            param.sub_(direction.mul_(step_lr))
-        else:
-            param.add_(direction, alpha=-step_lr)
-        return
     new_buf = new_step = None
     if buf is not None:
         assert step is not None
-        new_step = step + 1
-        new_buf = torch.lerp(buf, grad, 1 - momentum)
-    direction = _signum_direction(grad, new_buf, new_step, momentum, nesterov, correct_bias)
-    direction = direction.sign() if direction is new_buf or direction is grad else direction.sign_()
-    if tensor_lr:
-        direction.mul_(step_lr)
-    if weight_decay != 0:
-        new_param = param.mul(1 - lr * weight_decay)
-        if tensor_lr:
-            new_param.sub_(direction)
+        if keep is None:
+            new_step, new_buf = step.add_(1), buf.lerp_(grad, 1 - momentum)
         else:
-            new_param.add_(direction, alpha=-step_lr)
-    else:
-        new_param = param.sub(direction) if tensor_lr else param.add(direction, alpha=-step_lr)
-    _select_(keep, param, new_param)
-    if buf is not None:
+            new_step, new_buf = step + 1, torch.lerp(buf, grad, 1 - momentum)
+    x = _signum_direction(grad, new_buf, new_step, momentum, nesterov, correct_bias)
+    owned = x is not new_buf and x is not grad
+    _sign_update_(param, x, owned=owned, lr=lr, weight_decay=weight_decay, keep=keep, scale=scale)
+    if buf is not None and keep is not None:
         _select_(keep, buf, new_buf)
         _select_(keep, step, new_step)
 
@@ -409,9 +463,9 @@ def _signum_kernel(
     correct_bias: bool,
     maximize: bool,
 ) -> None:
-    """The compiled Signum step: ``hyper = [lr * scale, 1 - lr*wd]`` (float32)."""
+    """The compiled Signum step: ``hyper = [lr * scale, 1 - lr*wd]`` in the compute dtype."""
     step_lr, decay = hyper[0], hyper[1]
-    g = grad.float()
+    g = grad.to(hyper.dtype)
     if maximize:
         g = -g
     if buf is None:
@@ -419,11 +473,12 @@ def _signum_kernel(
     else:
         assert step is not None
         new_step = step + 1
-        m = buf.float()
+        m = buf.to(hyper.dtype)
         new_m = m + (1 - momentum) * (g - m)
         if nesterov and correct_bias:
-            coef_buf = momentum / (1 - torch.pow(momentum, new_step + 1))
-            coef_grad = (1 - momentum) / (1 - torch.pow(momentum, new_step))
+            t = new_step.to(hyper.dtype)
+            coef_buf = momentum / (1 - torch.pow(momentum, t + 1))
+            coef_grad = (1 - momentum) / (1 - torch.pow(momentum, t))
             direction = new_m * coef_buf + g * coef_grad
         elif nesterov:
             direction = g + momentum * (new_m - g)
@@ -431,7 +486,7 @@ def _signum_kernel(
             direction = new_m
         buf.copy_(torch.where(keep, buf, new_m.to(buf.dtype)))
         step.copy_(torch.where(keep, step, new_step))
-    new_p = param.float() * decay - step_lr * torch.sign(direction)
+    new_p = param.to(hyper.dtype) * decay - step_lr * _kernel_sign(direction)
     param.copy_(torch.where(keep, param, new_p.to(param.dtype)))
 
 
@@ -458,7 +513,8 @@ def signum_update_(
     does not change its sign) or, with ``nesterov``, ``momentum * m + (1 - momentum) * g``
     (each term bias-corrected when ``correct_bias``). Without a buffer the direction is ``g``
     (signSGD). Then ``param *= 1 - lr * weight_decay`` and ``param -= lr * s * sign(direction)``
-    with ``s = 2 / (rows + cols)`` for matrices when ``use_shape_scaling``, else 1.
+    with ``s = 2 / (rows + cols)`` for matrices when ``use_shape_scaling``, else 1. A coordinate
+    whose direction is NaN or +-inf becomes NaN in ``param``.
     """
     signum(
         [param], [grad], [momentum_buffer], [step], lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -504,8 +560,8 @@ def signum(
         device = param.device
         if device not in keeps:
             keeps[device] = _keep_mask(step_factor, device)
-        scale = shape_scale(param.shape) if use_shape_scaling else 1.0
         p, g, m = _as_real(param, grad, buf)
+        scale = shape_scale(p.shape) if use_shape_scaling else 1.0  # a complex matrix: its real view's shape
         _signum_single_eager(
             p, g, m, step, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
             correct_bias=correct_bias, scale=scale, maximize=maximize, keep=keeps[device],
@@ -518,8 +574,8 @@ def _multi_tensor_signum(params, grads, bufs, steps, lr, momentum, weight_decay,
     for param, grad, buf, step in zip(params, grads, bufs, steps):
         if param.numel() == 0:
             continue
-        scale = shape_scale(param.shape) if use_shape_scaling else 1.0
         p, g, m = _as_real(param, grad, buf)
+        scale = shape_scale(p.shape) if use_shape_scaling else 1.0
         bucket = buckets.setdefault((p.device, p.dtype, m is not None, scale), [[], [], [], []])
         for i, item in enumerate((p, g, m, step)):
             bucket[i].append(item)
@@ -527,34 +583,24 @@ def _multi_tensor_signum(params, grads, bufs, steps, lr, momentum, weight_decay,
         keep = _keep_mask(step_factor, device)
         if maximize:
             gs = torch._foreach_neg(gs)
-        if has_buf:
-            new_ss = torch._foreach_add(ss, 1) if keep is not None else ss
+        owned = False
+        if not has_buf:
+            xs = gs
+        else:
             if keep is None:
                 torch._foreach_add_(ss, 1)
-            new_ms = torch._foreach_lerp(ms, gs, 1 - momentum) if keep is not None else ms
-            if keep is None:
                 torch._foreach_lerp_(ms, gs, 1 - momentum)
-            directions = torch._foreach_lerp(gs, new_ms, momentum) if nesterov else torch._foreach_sign(new_ms)
-            if nesterov:
-                torch._foreach_sign_(directions)
-        else:
-            directions = torch._foreach_sign(gs)
-        alpha = -lr * scale
-        if keep is None:
-            if weight_decay != 0:
-                torch._foreach_mul_(ps, 1 - lr * weight_decay)
-            torch._foreach_add_(ps, directions, alpha=alpha)
-            continue
-        if weight_decay != 0:
-            new_ps = torch._foreach_mul(ps, 1 - lr * weight_decay)
-            torch._foreach_add_(new_ps, directions, alpha=alpha)
-        else:
-            new_ps = torch._foreach_add(ps, directions, alpha=alpha)
-        for i, (p, new_p) in enumerate(zip(ps, new_ps)):
-            _select_(keep, p, new_p)
-            if has_buf:
-                _select_(keep, ms[i], new_ms[i])
-                _select_(keep, ss[i], new_ss[i])
+                new_ss, new_ms = ss, ms
+            else:
+                new_ss = torch._foreach_add(ss, 1)
+                new_ms = torch._foreach_lerp(ms, gs, 1 - momentum)
+            xs = torch._foreach_lerp(gs, new_ms, momentum) if nesterov else new_ms
+            owned = nesterov
+        _multi_sign_update_(ps, xs, owned=owned, lr=lr, weight_decay=weight_decay, keep=keep, scale=scale)
+        if has_buf and keep is not None:
+            for m, new_m, s, new_s in zip(ms, new_ms, ss, new_ss):
+                _select_(keep, m, new_m)
+                _select_(keep, s, new_s)
 
 
 def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nesterov, correct_bias,
@@ -573,14 +619,15 @@ def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nes
         if device not in keeps:
             keep = _keep_mask(step_factor, device)
             keeps[device] = _never(device) if keep is None else keep
-        scale = shape_scale(param.shape) if use_shape_scaling else 1.0
+        p, g, m = _as_real(param, grad, buf)
+        scale = shape_scale(p.shape) if use_shape_scaling else 1.0
+        dtype = _compute_dtype(p.dtype)
         if isinstance(lr, torch.Tensor):
-            lr_t = lr.reshape(1).to(device=device, dtype=torch.float32)
+            lr_t = lr.reshape(1).to(device=device, dtype=dtype, non_blocking=True)
             hyper = torch.cat([lr_t * scale, 1 - lr_t * weight_decay])
         else:
-            hyper = torch.tensor([float(lr) * scale, 1 - float(lr) * weight_decay], dtype=torch.float32)
+            hyper = torch.tensor([float(lr) * scale, 1 - float(lr) * weight_decay], dtype=dtype)
             hyper = hyper.to(device, non_blocking=True)
-        p, g, m = _as_real(param, grad, buf)
         p, g, m = _flat(p, g, m)
         kernel = kernel or _compiled("signum")
         kernel(p, g, m, step, hyper, keeps[device], momentum, nesterov, correct_bias, maximize)

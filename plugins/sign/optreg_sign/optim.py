@@ -42,7 +42,9 @@ class Lion(OptregOptimizer):
 
     ``foreach``: multi-tensor path (``None``: on for non-CPU devices). ``compile``: the fused
     ``torch.compile`` kernel (fastest on CPU; the first step pays the compilation).
-    Supports ``step(step_factor=t)`` (see :mod:`optreg.optim`).
+    Supports ``step(step_factor=t)`` (see :mod:`optreg.optim`). A NaN or inf gradient makes its
+    coordinates NaN in the parameter (never a silent freeze); complex parameters step as their
+    ``view_as_real``; float64 stays float64 (see :mod:`optreg_sign.functional`).
     """
 
     def __init__(
@@ -95,6 +97,8 @@ class Signum(OptregOptimizer):
     matrix by ``2 / (rows + cols)`` (rows = dim 0, cols = the product of the others; vectors are not
     scaled). Weight decay is decoupled: ``p *= 1 - lr * weight_decay``.
     State per parameter with momentum: ``momentum_buffer`` and ``step`` (a 0-dim float tensor).
+    A NaN or inf direction makes its coordinates NaN in the parameter (never a silent freeze); complex
+    parameters step as their ``view_as_real`` (shape scaling included); float64 stays float64.
     """
 
     def __init__(

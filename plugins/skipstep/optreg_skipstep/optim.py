@@ -29,11 +29,29 @@ import torch
 from optreg.optim import OptregOptimizer, prepare_step_factor
 from optreg_skipstep.stats import SpikeDetector
 
-__all__ = ["NoUpdate", "SkipStepOptimizer", "grad_norm"]
+__all__ = ["NoUpdate", "SkipStepOptimizer", "grad_norm", "stats_dtype"]
 
 
-def grad_norm(params: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The global L2 norm of the gradients of ``params`` (float32, on ``device``, no host sync)."""
+def stats_dtype(params: Iterable[torch.Tensor]) -> torch.dtype:
+    """The dtype skip-step statistics of ``params`` are kept in: float64 when any param (or its real view)
+    is float64, else float32 (bf16 / fp16 / fp32 params accumulate in float32)."""
+    wide = torch.float32
+    for p in params:
+        dtype = p.real.dtype if p.is_complex() else p.dtype
+        if dtype.is_floating_point:
+            wide = torch.promote_types(wide, dtype)
+    return wide
+
+
+def grad_norm(
+    params: Iterable[torch.Tensor], device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The global L2 norm of the gradients of ``params`` (0-dim, on ``device``, no host sync).
+
+    Each gradient's norm accumulates in its own precision or float32, whichever is wider (a float64
+    gradient is never rounded to float32); a complex gradient's norm is that of its real view. The result
+    has dtype ``dtype`` (default: the widest per-gradient norm, float32 at least).
+    """
     norms: list[torch.Tensor] = []
     for p in params:
         grad = p.grad
@@ -41,13 +59,19 @@ def grad_norm(params: Iterable[torch.Tensor], device: torch.device) -> torch.Ten
             continue
         if grad.is_sparse:
             grad = grad.coalesce()._values()
-        norm = torch.linalg.vector_norm(grad, dtype=torch.float32)
+        if grad.is_complex():
+            grad = torch.view_as_real(grad)
+        norm = torch.linalg.vector_norm(grad, dtype=torch.promote_types(grad.dtype, torch.float32))
         if hasattr(norm, "full_tensor"):  # a DTensor gradient (FSDP2 / TP): reduce the partial norms
             norm = norm.full_tensor()
-        norms.append(norm.to(device, non_blocking=True))
+        norms.append(norm)
+    if dtype is None:
+        dtype = torch.float32
+        for norm in norms:
+            dtype = torch.promote_types(dtype, norm.dtype)
     if not norms:
-        return torch.zeros((), dtype=torch.float32, device=device)
-    return torch.linalg.vector_norm(torch.stack(norms))
+        return torch.zeros((), dtype=dtype, device=device)
+    return torch.linalg.vector_norm(torch.stack([n.to(device=device, dtype=dtype, non_blocking=True) for n in norms]))
 
 
 class SkipStepOptimizer(torch.optim.Optimizer):
@@ -65,8 +89,6 @@ class SkipStepOptimizer(torch.optim.Optimizer):
     ``latest_grad_norm`` the gradient norm is computed on the device (``track_grad_norm=True``) or
     not tracked.
     """
-
-    supports_step_factor = True
 
     def __init__(
         self,
@@ -92,9 +114,13 @@ class SkipStepOptimizer(torch.optim.Optimizer):
             sigma_factor=sigma_factor,
             min_samples=min_samples,
             device=device,
+            dtype=stats_dtype(p for g in inner.param_groups for p in g["params"]),
         )
         self.track_grad_norm = track_grad_norm
         self.gates_on_device = bool(getattr(inner, "supports_step_factor", False))
+        #: ``step(step_factor=t)`` gates without a host sync only when the inner optimizer does (the
+        #: capability's meaning); with another inner it still works, through the host-synced fallback.
+        self.supports_step_factor = self.gates_on_device
         self._latest_loss: torch.Tensor | None = None
         self._latest_grad_norm: torch.Tensor | None = None
         if not self.gates_on_device:
@@ -149,7 +175,9 @@ class SkipStepOptimizer(torch.optim.Optimizer):
             observed_loss = _as_tensor(loss)
         observed_norm = self._latest_grad_norm
         if observed_norm is None and self.track_grad_norm:
-            observed_norm = grad_norm((p for g in self.param_groups for p in g["params"]), device)
+            observed_norm = grad_norm(
+                (p for g in self.param_groups for p in g["params"]), device, self.detector.dtype
+            )
         gate = prepare_step_factor(step_factor, device)
         factor = self.detector.update(observed_loss, observed_norm, gate)
         self._latest_loss = self._latest_grad_norm = None
@@ -168,6 +196,9 @@ class SkipStepOptimizer(torch.optim.Optimizer):
             super().add_param_group(param_group)
             return
         self.inner.add_param_group(param_group)
+        dtype = stats_dtype(self.inner.param_groups[-1]["params"])
+        if torch.promote_types(dtype, self.detector.dtype) != self.detector.dtype:  # float64 params joined
+            self.detector.to(dtype=dtype)
 
     # ------------------------------------------------------------ checkpointing
 
@@ -201,7 +232,8 @@ class SkipStepOptimizer(torch.optim.Optimizer):
             post_hook(self)
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)  # the inner optimizer and the statistics too (copy.deepcopy, pickle)
+        """Everything but hooks (the inner optimizer and the statistics too): hooks are not pickled, as in torch."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
 
     def __repr__(self) -> str:
         d = self.detector
@@ -217,7 +249,7 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value.detach()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.tensor(float(value), dtype=torch.float32)
+        return torch.tensor(float(value), dtype=torch.float64)  # exact; the statistics cast it to their dtype
     raise TypeError(f"expected a loss / grad norm as a tensor or a number, got {type(value).__name__}")
 
 

@@ -77,6 +77,10 @@ class SkipStepSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_skip_fields(self)
 
+    def capabilities(self) -> frozenset[str]:
+        """``step_factor`` only when the inner optimizer gates on the device (else the decision is host-synced)."""
+        return frozenset(type(self).CAPABILITIES) & self.inner.capabilities()
+
     def group_option_spec(self) -> OptimizerSpec:
         return self.inner
 

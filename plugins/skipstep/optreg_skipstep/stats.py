@@ -15,6 +15,9 @@ What enters the window: finite values only (NaN / inf never do). A spike is reco
 the threshold* (winsorized), so one huge loss cannot inflate the std and hide the next spike, while
 a genuine, lasting shift in level still moves the mean and std up step by step until the new level
 is accepted. A step the caller gates off (``step_factor = 0``) records nothing.
+
+Precision: the windows and every statistic are ``dtype`` (float32, or float64 for float64 params, so a
+float64 loss or grad norm is never rounded to float32).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class SpikeDetector:
         sigma_factor: float = 6.0,
         min_samples: int | None = None,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         if rolling_interval_length < 2:
             raise ValueError("rolling_interval_length must be >= 2")
@@ -51,7 +55,10 @@ class SpikeDetector:
         self.rolling_interval_length = rolling_interval_length
         self.sigma_factor = float(sigma_factor)
         self.min_samples = min_samples
+        _check_dtype(dtype)
         self.device = torch.device(device)
+        #: The precision of the windows and of every statistic (float64 for float64 params).
+        self.dtype = dtype
         self._index = torch.arange(rolling_interval_length, device=self.device)
         self.state: dict[str, torch.Tensor] = self._fresh_state()
         #: Whether the last step was skipped (0-dim bool tensor on the device).
@@ -60,7 +67,7 @@ class SpikeDetector:
     def _fresh_state(self) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
         for metric in _METRICS:
-            state[f"{metric}_window"] = torch.zeros(self.rolling_interval_length, device=self.device)
+            state[f"{metric}_window"] = torch.zeros(self.rolling_interval_length, dtype=self.dtype, device=self.device)
             state[f"{metric}_count"] = torch.zeros((), dtype=torch.int64, device=self.device)
         state["num_steps"] = torch.zeros((), dtype=torch.int64, device=self.device)
         state["num_skipped"] = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -94,7 +101,7 @@ class SpikeDetector:
         """Judge ``value`` against the window, record it (when finite and gated on); return 'spike'."""
         if value is None:
             return torch.zeros((), dtype=torch.bool, device=self.device)
-        value = value.detach().reshape(()).to(device=self.device, dtype=torch.float32, non_blocking=True)
+        value = value.detach().reshape(()).to(device=self.device, dtype=self.dtype, non_blocking=True)
         mean, std, n = self._window_stats(metric)
         threshold = mean + self.sigma_factor * std
         active = n >= self.min_samples
@@ -154,13 +161,24 @@ class SpikeDetector:
                 fresh[f"{metric}_count"].fill_(min(count, length, self.rolling_interval_length))
         self.state = fresh
 
-    def to(self, device: torch.device | str) -> SpikeDetector:
-        """Move the statistics to ``device`` (in place; returns self)."""
-        self.device = torch.device(device)
+    def to(self, device: torch.device | str | None = None, *, dtype: torch.dtype | None = None) -> SpikeDetector:
+        """Move the statistics to ``device`` and / or cast the windows to ``dtype`` (in place; returns self)."""
+        if device is not None:
+            self.device = torch.device(device)
+        if dtype is not None:
+            _check_dtype(dtype)
+            self.dtype = dtype
         self._index = self._index.to(self.device)
-        self.state = {k: v.to(self.device) for k, v in self.state.items()}
+        self.state = {
+            k: v.to(self.device, dtype=self.dtype if v.is_floating_point() else v.dtype) for k, v in self.state.items()
+        }
         self.step_skipped = self.step_skipped.to(self.device)
         return self
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"the statistics' dtype must be torch.float32 or torch.float64, got {dtype}")
 
 
 def _resize_window(window: torch.Tensor, count: int, length: int) -> torch.Tensor:

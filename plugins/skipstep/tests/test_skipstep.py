@@ -442,3 +442,182 @@ def test_deepcopy_and_state_dict_hooks():
     opt.register_load_state_dict_post_hook(lambda o: seen.append("loaded"))
     opt.load_state_dict(opt.state_dict())
     assert seen == [["param_groups", "skip_step", "state"], "loaded"]
+
+
+# ---------------------------------------------------------------- dtypes, complex, groups added later, copies
+
+
+def test_float64_params_keep_float64_statistics():
+    """The grad norm and the loss of float64 params are judged and recorded in float64 (never rounded)."""
+    from optreg.testing.problems import TinyRegression
+
+    torch.manual_seed(0)
+    model = TinyRegression(dtype=torch.float64)
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    assert opt.detector.dtype == torch.float64
+    norms = []
+    for step in range(3):
+        backward(model, opt, step)
+        norms.append(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in model.parameters()])))
+        opt.latest_loss = 1.0 + step * 1e-12  # a Python float: float32 would round every one of these to 1.0
+        opt.step()
+    window = opt.state_dict()["skip_step"]
+    assert window["loss_window"].dtype == torch.float64 and window["grad_norm_window"].dtype == torch.float64
+    assert window["loss_window"][:3].tolist() == [1.0, 1.0 + 1e-12, 1.0 + 2e-12]
+    # a norm of per-tensor norms vs the norm of the concatenation: equal to float64 rounding (float32: ~1e-8)
+    torch.testing.assert_close(window["grad_norm_window"][:3], torch.stack(norms), rtol=1e-14, atol=0.0)
+
+
+def test_float32_params_keep_float32_statistics():
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    opt.latest_loss = backward(model, opt, 0)
+    opt.step()
+    assert opt.state_dict()["skip_step"]["grad_norm_window"].dtype == torch.float32
+
+
+def test_grad_norm_of_complex_and_low_precision_gradients():
+    from optreg_skipstep import grad_norm
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.complex128, generator=g))
+    z.grad = torch.randn(4, 3, dtype=torch.complex128, generator=g)
+    expected = torch.linalg.vector_norm(torch.view_as_real(z.grad))
+    got = grad_norm([z], torch.device("cpu"))
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0.0)
+    b = torch.nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
+    b.grad = torch.full((1000,), 0.1, dtype=torch.bfloat16)
+    got = grad_norm([b], torch.device("cpu"))
+    assert got.dtype == torch.float32  # bf16 gradients accumulate in float32
+    torch.testing.assert_close(got, torch.linalg.vector_norm(b.grad.float()), rtol=1e-6, atol=0.0)
+    mixed = grad_norm([b, z], torch.device("cpu"))
+    assert mixed.dtype == torch.float64
+
+
+def test_adding_a_float64_group_widens_the_statistics():
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    opt.latest_loss = backward(model, opt, 0)
+    opt.step()
+    extra = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt.add_param_group({"params": [("extra", extra)]})  # the model's groups are named, so this one is too
+    assert opt.detector.dtype == torch.float64
+    backward(model, opt, 1)
+    extra.grad = torch.full((3,), 1e-3, dtype=torch.float64)
+    opt.step()
+    assert int(opt.state_dict()["skip_step"]["grad_norm_count"]) == 2
+    assert not torch.equal(extra.detach(), torch.ones(3, dtype=torch.float64)), "the added float64 group moved"
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["tensors", "named"])
+def test_noop_add_param_group(named):
+    """noop never moves (so the kit's add_param_group check is skipped): the added group's grads are tracked."""
+    from optreg.testing.problems import TinyRegression
+
+    torch.manual_seed(0)
+    model = TinyRegression()
+    pairs = list(model.named_parameters())
+    first = [(n, p) for n, p in pairs if not n.startswith("fc2.")]
+    added = [(n, p) for n, p in pairs if n.startswith("fc2.")]
+    if not named:
+        first, added = [p for _, p in first], [p for _, p in added]
+    opt = build({"type": "noop", **SMALL}, first)
+    opt.add_param_group({"params": added})
+    assert sorted(id(p) for g in opt.param_groups for p in g["params"]) == sorted(id(p) for _, p in pairs)
+    before = params_of(model)
+    backward(model, opt, 0)
+    expected = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for _, p in pairs]))
+    opt.step()
+    assert float(opt.state_dict()["skip_step"]["grad_norm_window"][0]) == pytest.approx(float(expected), rel=1e-6)
+    assert_state_equal(before, params_of(model), "noop params")
+
+
+def test_pickle_drops_hooks_as_torch_does():
+    """A hook (here a lambda, which cannot be pickled) is not part of a copy, as for torch.optim optimizers."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    fired = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: fired.append(1))
+    opt.latest_loss = backward(model, opt, 0)
+    opt.step()
+    copies = {"pickle": pickle.loads(pickle.dumps((model, opt))), "deepcopy": copy.deepcopy((model, opt))}
+    opt.latest_loss = backward(model, opt, 1)
+    opt.step()
+    for how, (model_copy, opt_copy) in copies.items():
+        assert not opt_copy._optimizer_step_pre_hooks, f"{how} kept a hook"
+        opt_copy.latest_loss = backward(model_copy, opt_copy, 1)
+        opt_copy.step()
+        assert_state_equal(params_of(model), params_of(model_copy), f"params ({how})")
+        assert_state_equal(opt.state_dict(), opt_copy.state_dict(), f"state ({how})")
+    assert fired == [1, 1], "the original's hook still runs (once per original step)"
+
+
+def test_step_factor_capability_follows_the_inner_optimizer():
+    """``step_factor`` without a host sync is only possible when the inner optimizer gates on the device."""
+    reg = optreg.get_registry()
+    with_sgd = reg.optimizer_spec({"type": "skip_step", "inner": {"type": "sgd"}})
+    with_lion = reg.optimizer_spec({"type": "skip_step", "inner": {"type": "lion"}})
+    assert "step_factor" not in with_sgd.capabilities()
+    assert "step_factor" in with_lion.capabilities()
+    model = make_problem("mlp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert build({"type": "skip_step", "inner": {"type": "sgd"}}, model).supports_step_factor is False
+    assert build({"type": "skip_step", "inner": {"type": "lion"}}, model).supports_step_factor is True
+    assert build({"type": "noop"}, model).supports_step_factor is True
+
+
+# ---------------------------------------------------------------- what a NaN gradient does
+
+
+def test_a_nan_gradient_step_is_skipped_and_only_finite_values_are_recorded():
+    """NaN grad, finite loss: skipped (params and inner state bit-identical); the grad norm is not recorded,
+    the finite loss is (each metric records its own finite value); both counters advance."""
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    for step in range(4):
+        opt.latest_loss = backward(model, opt, step)
+        opt.step()
+    before_stats = _clone(opt.state_dict()["skip_step"])
+    before_params = params_of(model)
+    opt.latest_loss = backward(model, opt, 4)
+    model.fc1.weight.grad[0, 0] = float("nan")
+    opt.step()
+    assert bool(opt.step_skipped)
+    assert_state_equal(before_params, params_of(model), "params after a NaN-gradient step")
+    stats = opt.state_dict()["skip_step"]
+    assert_state_equal(before_stats["grad_norm_window"], stats["grad_norm_window"], "grad-norm window")
+    assert int(stats["grad_norm_count"]) == int(before_stats["grad_norm_count"])
+    assert int(stats["loss_count"]) == int(before_stats["loss_count"]) + 1
+    assert int(stats["num_steps"]) == 5 and int(stats["num_skipped"]) == 1
+
+
+def test_without_grad_norm_tracking_a_nan_gradient_reaches_the_param():
+    """``track_grad_norm = false`` and a finite loss: nothing flags the step, so the inner Lion takes it and the
+    NaN shows in the param (never a silently frozen coordinate)."""
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, "track_grad_norm": False, **SMALL}, model)
+    opt.latest_loss = backward(model, opt, 0)
+    model.fc1.weight.grad[0, 0] = float("nan")
+    opt.step()
+    assert not bool(opt.step_skipped)
+    assert model.fc1.weight[0, 0].isnan()
+    assert torch.isfinite(model.fc1.weight.view(-1)[1:]).all()
+
+
+def test_statistics_dtype_must_be_float32_or_float64():
+    with pytest.raises(ValueError, match=r"torch\.float32 or torch\.float64, got torch\.bfloat16"):
+        SpikeDetector(dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"torch\.float32 or torch\.float64, got torch\.int64"):
+        SpikeDetector().to(dtype=torch.int64)
+    detector = SpikeDetector(rolling_interval_length=4, min_samples=2).to(dtype=torch.float64)
+    assert detector.state["loss_window"].dtype == torch.float64 and detector.state["loss_count"].dtype == torch.int64

@@ -38,6 +38,7 @@ CHECKS = frozenset(
         "state_dict_hooks",
         "maximize",
         "defaults",
+        "non_finite",
     }
 )
 
