@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import inspect
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import torch
 from optreg_train.specs import TrainSpec
 
 import optreg
@@ -222,3 +224,65 @@ def test_readme_quick_start_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     monkeypatch.chdir(ROOT)
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__readme__"})
     assert "sgd" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- update rules in optimizer docstrings
+
+_RULE_BLOCK = re.compile(r"::\n\n((?:[ \t]+\S.*\n|\n)+)")
+
+
+def update_rule_of(doc: str | None) -> str | None:
+    """The update rule a class docstring states: a literal block (after ``::``) holding an assignment.
+
+    The rule reads like ``m <- beta1 * m + (1 - beta1) * g`` or ``p = p - lr * u``: equations, not
+    prose, so a reader can check them against the paper (and against the code).
+    """
+    text = inspect.cleandoc(doc or "") + "\n"
+    for block in _RULE_BLOCK.findall(text):
+        if re.search(r"(<-|←|[^=!<>]=[^=])", block):
+            return block
+    return None
+
+
+def _optimizer_classes() -> list:
+    registry = optreg.Registry()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    out = []
+    for name in registry.names("optimizer"):
+        cls = registry.spec_class("optimizer", name)
+        data: dict = {"type": name}
+        if any(f.name == "inner" for f in attrs.fields(cls)):
+            data["inner"] = {"type": "sgd", "lr": 0.1}
+        optimizer = registry.build_optimizer(data, model)
+        for built in (optimizer, getattr(optimizer, "inner", None)):
+            if built is not None and type(built).__module__.split(".")[0] != "torch":
+                out.append(pytest.param(type(built), id=f"{name}-{type(built).__name__}"))
+    return out
+
+
+@pytest.mark.parametrize("cls", _optimizer_classes())
+def test_every_optimizer_class_states_its_update_rule(cls: type) -> None:
+    assert update_rule_of(cls.__doc__), (
+        f"{cls.__module__}.{cls.__qualname__}: the class docstring states no update rule (a literal block "
+        "after `::` with the equations, e.g. `m <- beta1 * m + (1 - beta1) * g`), the reference, and what "
+        "differs from the paper or the peer package"
+    )
+
+
+def test_the_update_rule_check_fails_for_a_class_without_one() -> None:
+    class Bare(torch.optim.SGD):
+        """A fine optimizer, trust us."""
+
+    class Prose(torch.optim.SGD):
+        """The update is the gradient times the learning rate, subtracted from the parameter."""
+
+    class Stated(torch.optim.SGD):
+        """SGD.
+
+        Update::
+
+            p <- p - lr * g
+        """
+
+    assert update_rule_of(Bare.__doc__) is None and update_rule_of(Prose.__doc__) is None
+    assert update_rule_of(Stated.__doc__) == "    p <- p - lr * g\n"

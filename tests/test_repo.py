@@ -58,6 +58,109 @@ def test_every_installed_plugin_loads():
         assert f"optreg-{plugin.name}" in loaded, f"optreg-{plugin.name} is not installed or not loaded"
 
 
+#: What a plugin package may hold at its top level (see docs/writing-plugins.md, "One shape for every plugin").
+SHAPE_REQUIRED = ("__init__.py", "specs", "plugin.py")
+SHAPE_ALLOWED = ("__init__.py", "specs", "plugin.py", "optim", "functional", "py.typed")
+
+
+def _entries(package: Path) -> dict[str, Path]:
+    """Top-level modules and subpackages of a package, by stem (``specs`` for specs.py or specs/)."""
+    out = {}
+    for entry in package.iterdir():
+        if entry.name in ("__pycache__",) or entry.name.endswith(".egg-info"):
+            continue
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            out[entry.name] = entry
+        elif entry.suffix == ".py" or entry.name == "py.typed":
+            out[entry.stem if entry.suffix == ".py" and entry.name != "__init__.py" else entry.name] = entry
+    return out
+
+
+def check_plugin_shape(root: Path, package_name: str) -> list[str]:
+    """What breaks the one plugin shape in the package ``root / package_name`` (an empty list when none)."""
+    import ast
+
+    package = root / package_name
+    entries = _entries(package)
+    problems = [f"{package_name}: missing {name}" for name in SHAPE_REQUIRED if name not in entries]
+    for name in entries:
+        if name not in SHAPE_ALLOWED and not name.startswith("_"):
+            problems.append(
+                f"{package_name}: `{name}` is not part of the shape (specs, optim, functional, plugin; private "
+                "helpers start with `_`)"
+            )
+    plugin = (package / "plugin.py").read_text() if (package / "plugin.py").exists() else ""
+    tree = ast.parse(plugin)
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    if plugin and "ALL_SPECS" not in plugin:
+        problems.append(f"{package_name}/plugin.py does not register specs.ALL_SPECS")
+    top_level_torch = {m for m in imported if m.split(".")[0] == "torch"}
+    if top_level_torch:
+        problems.append(f"{package_name}/plugin.py imports torch ({sorted(top_level_torch)})")
+    return problems
+
+
+def _is_command_plugin(plugin: Path) -> bool:
+    """A plugin that adds commands and tables only (the main job), not algorithms."""
+    text = (plugin / f"optreg_{plugin.name}" / "plugin.py").read_text()
+    return not re.search(r"optreg_register_(optimizers|schedulers|parallelism_strategies)", text)
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=[p.name for p in PLUGINS])
+def test_every_plugin_has_the_one_shape(plugin):
+    if _is_command_plugin(plugin):
+        entries = _entries(plugin / f"optreg_{plugin.name}")
+        assert {"__init__.py", "specs", "plugin"} <= set(entries) or {"__init__.py", "plugin"} <= set(entries)
+        return
+    assert not check_plugin_shape(plugin, f"optreg_{plugin.name}")
+
+
+def test_a_generated_plugin_has_the_one_shape(tmp_path):
+    from optreg.cli import main
+
+    assert main(["new-plugin", "shape_probe", "--dir", str(tmp_path / "optreg-shape-probe")]) == 0
+    assert not check_plugin_shape(tmp_path / "optreg-shape-probe", "optreg_shape_probe")
+
+
+def test_the_shape_check_catches_a_plugin_off_the_shape(tmp_path):
+    package = tmp_path / "optreg_off"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text("import torch\n")
+    (package / "helpers.py").write_text("")
+    problems = check_plugin_shape(tmp_path, "optreg_off")
+    assert any("missing specs" in p for p in problems)
+    assert any("`helpers` is not part of the shape" in p for p in problems)
+    assert any("ALL_SPECS" in p for p in problems) and any("imports torch" in p for p in problems)
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=[p.name for p in PLUGINS])
+def test_specs_and_plugin_modules_import_no_torch(plugin):
+    """``specs`` and ``plugin`` are what the registry imports: without torch they keep ``optreg list`` fast."""
+    import subprocess
+
+    package = f"optreg_{plugin.name}"
+    code = (f"import sys, {package}.plugin, {package}.specs; "
+            "print(sorted(m for m in ('torch', 'numpy', 'triton', 'rich', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"importing {package}.plugin / .specs imports {out.strip()}"
+
+
+def test_building_the_registry_imports_no_torch():
+    """`optreg list`, `show`, `validate`, `schema`, `plugins` and get_registry() need no torch (nor triton,
+    dynamo, numpy): the registry loads every plugin's `plugin` and `specs` modules only."""
+    import subprocess
+
+    code = ("import sys, optreg; r = optreg.get_registry(); assert not r.failed_plugins, r.failed_plugins; "
+            "r.converter; import optreg.cli; optreg.cli.build_parser(r); "
+            "print(sorted(m for m in ('torch', 'numpy', 'triton', 'torch._dynamo', 'rich', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_loading_every_plugin_imports_neither_dynamo_nor_triton():
     """Plugins are loaded by every ``optreg`` command and by every plugin's test run: importing
     torch._dynamo there costs each command its start-up time, and imports triton before a suite
