@@ -59,8 +59,8 @@ def test_every_installed_plugin_loads():
 
 
 #: What a plugin package may hold at its top level (see docs/writing-plugins.md, "One shape for every plugin").
-SHAPE_REQUIRED = ("__init__.py", "specs", "plugin.py")
-SHAPE_ALLOWED = ("__init__.py", "specs", "plugin.py", "optim", "functional", "py.typed")
+SHAPE_REQUIRED = ("__init__.py", "specs", "plugin")
+SHAPE_ALLOWED = ("__init__.py", "specs", "plugin", "optim", "functional", "py.typed")
 
 
 def _entries(package: Path) -> dict[str, Path]:

@@ -34,7 +34,8 @@ PROJECT_NAME = "optreg"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: ``register(spec_class, *, aliases=())``: what every registration hook receives.
+#: What every registration hook receives: ``register(spec_class, *, aliases=())`` registers one class,
+#: ``register.all(specs.ALL_SPECS)`` every class of the hook's kind among a plugin's specs.
 RegisterCallback = Callable[..., Any]
 
 
@@ -42,11 +43,11 @@ RegisterCallback = Callable[..., Any]
 def optreg_register_optimizers(register: RegisterCallback) -> None:
     """Register optimizer spec classes (subclasses of :class:`optreg.OptimizerSpec`).
 
-    Example::
+    Example (``register.all`` takes the optimizer specs among a list of a plugin's specs)::
 
         @optreg.hookimpl
         def optreg_register_optimizers(register):
-            register(MyAdamSpec)
+            register.all(specs.ALL_SPECS)
             register(MyLionSpec, aliases=("lion_v2",))
     """
 

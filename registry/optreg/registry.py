@@ -195,10 +195,7 @@ class Registry:
         others = [p for _, p in self._pm.list_name_plugin() if p is not None and p is not plugin]
         try:
             for hook_name, (kind, base) in _HOOK_KIND.items():
-
-                def register(cls: type, *, aliases: Iterable[str] = (), _kind=kind, _base=base) -> None:
-                    staged.append((_kind, _check_spec_class(cls, _kind, _base), tuple(aliases)))
-
+                register = Register(kind, base, staged)
                 # pluggy's own call machinery (ordering, hookwrappers, tracing), restricted to this plugin so
                 # every name is attributed to the plugin that registered it
                 self._pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
@@ -452,6 +449,28 @@ class Registry:
     def __repr__(self) -> str:
         counts = ", ".join(f"{len(self._classes[k])} {k}" for k in KINDS)
         return f"<optreg.Registry {counts}; {len(self.plugins)} plugins>"
+
+
+class Register:
+    """The ``register`` callback a registration hook receives: ``register(cls, aliases=())`` one class, or
+    ``register.all(specs.ALL_SPECS)`` every class of the hook's kind among a plugin's specs."""
+
+    def __init__(self, kind: str, base: type, staged: list) -> None:
+        self.kind = kind
+        self.base = base
+        self._staged = staged
+
+    def __call__(self, cls: type, *, aliases: Iterable[str] = ()) -> None:
+        self._staged.append((self.kind, _check_spec_class(cls, self.kind, self.base), tuple(aliases)))
+
+    def all(self, classes: Iterable[type]) -> None:
+        """Register each class of ``classes`` that is a spec of this hook's kind (the others are left to theirs)."""
+        for cls in classes:
+            if isinstance(cls, type) and issubclass(cls, self.base):
+                self(cls)
+
+    def __repr__(self) -> str:
+        return f"<optreg register callback for {self.kind} specs>"
 
 
 def _where(exc: BaseException) -> str:

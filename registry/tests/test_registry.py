@@ -383,3 +383,30 @@ def test_plugins_add_commands_and_a_conflicting_one_is_isolated(capsys):
     assert reg.plugins[1].error is None
     assert "its commands could not be added" in reg.plugins[2].error and "hello" in reg.plugins[2].error
     assert "list" in parser._subparsers._group_actions[0].choices, "the core's commands stay"
+
+
+def test_register_all_takes_the_specs_of_each_hooks_kind():
+    from optreg.builtins import ConstantSchedule
+
+    @attrs.frozen(kw_only=True)
+    class LinearTest(optreg.SchedulerSpec):
+        TYPE = "linear_test"
+
+        def get_lr(self, initial_lr, current, t_max):
+            return initial_lr
+
+    all_specs = (TorchAdamSpec, LinearTest)
+
+    class Plugin:
+        @optreg.hookimpl
+        def optreg_register_optimizers(self, register):
+            register.all(all_specs)
+
+        @optreg.hookimpl
+        def optreg_register_schedulers(self, register):
+            register.all(all_specs)
+
+    reg = Registry(plugins=[Plugin()], entry_points=False)
+    assert reg.plugins[-1].provides["optimizer"] == ["torch_adam"]
+    assert reg.plugins[-1].provides["scheduler"] == ["linear_test"]
+    assert ConstantSchedule is reg.spec_class("scheduler", "constant")

@@ -1,11 +1,22 @@
 """myfamily: an optreg plugin.
 
-Importing this package registers nothing: the optreg core loads
-``optreg_myfamily.plugin`` through the ``optreg`` entry point group and calls its
-hooks when a registry is built.
+Importing this package registers nothing and imports no torch: the optreg core loads
+``optreg_myfamily.plugin`` (which imports ``specs`` only) through the ``optreg`` entry point group
+and calls its hooks when a registry is built. The optimizer class loads on first use.
 """
 
-from optreg_myfamily.optim import MyfamilySGDW
-from optreg_myfamily.specs import MyfamilyLinearSpec, MyfamilySGDWSpec
+from __future__ import annotations
 
-__all__ = ["MyfamilyLinearSpec", "MyfamilySGDW", "MyfamilySGDWSpec"]
+from typing import Any
+
+from optreg_myfamily.specs import ALL_SPECS, MyfamilyLinearSpec, MyfamilySGDWSpec
+
+__all__ = ["ALL_SPECS", "MyfamilyLinearSpec", "MyfamilySGDW", "MyfamilySGDWSpec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MyfamilySGDW":  # imports torch: only when asked for
+        from optreg_myfamily.optim import MyfamilySGDW
+
+        return MyfamilySGDW
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

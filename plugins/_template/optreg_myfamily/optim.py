@@ -1,16 +1,7 @@
-"""SGD with momentum and decoupled weight decay (Loshchilov & Hutter 2019, arXiv:1711.05101).
+"""The optimizer of this family: SGD with momentum and decoupled weight decay.
 
-Per step, for every parameter ``p`` with gradient ``g``::
-
-    p   <- p * (1 - lr * weight_decay)
-    buf <- momentum * buf + g
-    p   <- p - lr * (g + momentum * buf  if nesterov else  buf)
-
-A functional layer holds the math: ``_single_tensor_sgdw`` (a loop over tensors,
-the fastest on CPU) and ``_multi_tensor_sgdw`` (``torch._foreach_*``, for GPUs).
-``step(step_factor=t)`` takes a 0-dim 0/1 tensor: 1 is the plain step bit for
-bit, 0 leaves parameters and state untouched even with NaN gradients, and
-nothing waits on the device.
+The math lives in :mod:`optreg_myfamily.functional`; this module holds the ``torch.optim.Optimizer``
+(argument checks, state, the path chosen per device).
 """
 
 from __future__ import annotations
@@ -19,13 +10,26 @@ from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer, gate_grad, params_with_grads
+from optreg.optim import OptregOptimizer, check_number, params_with_grads, use_foreach
+from optreg_myfamily import functional as F
 
 __all__ = ["MyfamilySGDW"]
 
 
 class MyfamilySGDW(OptregOptimizer):
-    """SGD with momentum and decoupled weight decay; ``state_dict`` as ``torch.optim.SGD`` (``momentum_buffer``)."""
+    """SGD with momentum and decoupled weight decay (Loshchilov & Hutter 2019, arXiv:1711.05101).
+
+    Per step, for every parameter ``p`` with gradient ``g`` (``-g`` with ``maximize``)::
+
+        p   <- p * (1 - lr * weight_decay)
+        buf <- momentum * buf + g
+        p   <- p - lr * (g + momentum * buf  if nesterov else  buf)
+
+    With ``weight_decay = 0`` this is ``torch.optim.SGD`` (dampening 0); the decay is decoupled, as in
+    the paper, where torch's SGD adds ``weight_decay * p`` to the gradient. State as torch's SGD
+    (``momentum_buffer``). Complex parameters: every op is linear, so they step as their real view.
+    ``step(step_factor=t)`` gates the step by a 0/1 tensor with no host sync.
+    """
 
     def __init__(
         self,
@@ -37,8 +41,9 @@ class MyfamilySGDW(OptregOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
-            raise ValueError(f"invalid hyperparameters: lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        check_number("lr", lr, ge=0)
+        check_number("momentum", momentum, ge=0, lt=1)
+        check_number("weight_decay", weight_decay, ge=0)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -53,21 +58,19 @@ class MyfamilySGDW(OptregOptimizer):
         params = params_with_grads(group)
         if not params:
             return
-        grads, bufs = [p.grad for p in params], []
+        bufs = None
         if group["momentum"] != 0:
+            bufs = []
             for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
-        foreach = group["foreach"]
-        if foreach is None:
-            foreach = all(p.is_cuda for p in params)
-        step = _multi_tensor_sgdw if foreach else _single_tensor_sgdw
+        step = F.multi_tensor_sgdw if use_foreach(group["foreach"], params) else F.single_tensor_sgdw
         step(
             params,
-            grads,
-            bufs if group["momentum"] != 0 else None,
+            [p.grad for p in params],
+            bufs,
             lr=float(group["lr"]),
             momentum=group["momentum"],
             weight_decay=group["weight_decay"],
@@ -75,80 +78,3 @@ class MyfamilySGDW(OptregOptimizer):
             maximize=group["maximize"],
             step_factor=step_factor,
         )
-
-
-def _sgdw_update_(
-    p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor | None, *, lr: float, momentum: float,
-    weight_decay: float, nesterov: bool,
-) -> None:
-    """One parameter's update, in place on ``p`` and ``buf``."""
-    if weight_decay != 0:
-        p.mul_(1 - lr * weight_decay)
-    if buf is not None:
-        buf.mul_(momentum).add_(g)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    p.add_(g, alpha=-lr)
-
-
-def _single_tensor_sgdw(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    bufs: list[torch.Tensor] | None,
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-    step_factor: torch.Tensor | None,
-) -> None:
-    for i, p in enumerate(params):
-        g = -grads[i] if maximize else grads[i]
-        buf = bufs[i] if bufs is not None else None
-        if step_factor is None:
-            _sgdw_update_(p, g, buf, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-            continue
-        # Gated: the same arithmetic on copies, then keep the old or the new values (no host sync).
-        take = step_factor != 0
-        new_p, new_buf = p.clone(), (buf.clone() if buf is not None else None)
-        g = gate_grad(g, step_factor)
-        _sgdw_update_(new_p, g, new_buf, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-        p.copy_(torch.where(take, new_p, p))
-        if buf is not None:
-            buf.copy_(torch.where(take, new_buf, buf))
-
-
-def _multi_tensor_sgdw(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    bufs: list[torch.Tensor] | None,
-    *,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    nesterov: bool,
-    maximize: bool,
-    step_factor: torch.Tensor | None,
-) -> None:
-    targets, target_bufs = params, bufs
-    if step_factor is not None:
-        grads = [gate_grad(g, step_factor) for g in grads]
-        targets = [p.clone() for p in params]
-        target_bufs = [b.clone() for b in bufs] if bufs is not None else None
-    if maximize:
-        grads = torch._foreach_neg(grads)
-    if weight_decay != 0:
-        torch._foreach_mul_(targets, 1 - lr * weight_decay)
-    updates = grads
-    if target_bufs is not None:
-        torch._foreach_mul_(target_bufs, momentum)
-        torch._foreach_add_(target_bufs, grads)
-        updates = torch._foreach_add(grads, target_bufs, alpha=momentum) if nesterov else target_bufs
-    torch._foreach_add_(targets, updates, alpha=-lr)
-    if step_factor is not None:
-        take = step_factor != 0
-        for dst, new in zip(params, targets):
-            dst.copy_(torch.where(take, new, dst))
-        if bufs is not None and target_bufs is not None:
-            for dst, new in zip(bufs, target_bufs):
-                dst.copy_(torch.where(take, new, dst))

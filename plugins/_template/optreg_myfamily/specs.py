@@ -1,13 +1,21 @@
-"""Spec classes: what a ``[optimizer]`` or ``[scheduler]`` table may say, validated when the spec loads."""
+"""Spec classes: what a ``[optimizer]`` or ``[scheduler]`` table may say, validated when the spec loads.
+
+No torch import at module load: the registry imports this module for every ``optreg`` command.
+An optimizer spec imports its optimizer class inside ``create()``.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 import optreg
-from optreg_myfamily.optim import MyfamilySGDW
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ALL_SPECS", "MyfamilyLinearSpec", "MyfamilySGDWSpec"]
 
 
 @attrs.frozen(kw_only=True)
@@ -23,7 +31,6 @@ class MyfamilySGDWSpec(optreg.OptimizerSpec):
     TYPE: ClassVar[str] = "myfamily_sgdw"
     PAPER: ClassVar[str] = "Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization, arXiv:1711.05101"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor", "foreach"})
-    optimizer_class: ClassVar[type] = MyfamilySGDW
 
     lr: float = optreg.field(1e-3, ge=0, doc="Learning rate.")
     momentum: float = optreg.field(0.9, ge=0, lt=1, doc="Momentum factor (0 disables the buffer).")
@@ -31,12 +38,17 @@ class MyfamilySGDWSpec(optreg.OptimizerSpec):
     nesterov: bool = optreg.field(False, doc="Nesterov momentum (needs momentum > 0).")
     maximize: bool = optreg.field(False, doc="Maximize the objective instead of minimizing.")
     foreach: bool | None = optreg.field(
-        None, per_group=False, doc="Use the multi-tensor path (None: only when every parameter is on a GPU)."
+        None, per_group=False, doc="Use the multi-tensor path (None: only when every parameter is on an accelerator)."
     )
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and self.momentum == 0:
             raise optreg.FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
+
+    def create(self, param_groups: list[dict[str, Any]], context: optreg.BuildContext) -> torch.optim.Optimizer:
+        from optreg_myfamily.optim import MyfamilySGDW
+
+        return MyfamilySGDW(param_groups, **self.optimizer_kwargs())
 
 
 @attrs.frozen(kw_only=True)
@@ -49,7 +61,6 @@ class MyfamilyLinearSpec(optreg.SchedulerSpec):
 
     TYPE: ClassVar[str] = "myfamily_linear"
     PAPER: ClassVar[str] = "Goyal et al. 2017, Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour (warmup)"
-    NEEDS_T_MAX: ClassVar[bool] = True
 
     warmup: int = optreg.field(0, ge=0, doc="Length of the linear warmup (in `units`).")
     final_ratio: float = optreg.field(0.0, ge=0, le=1, doc="LR at t_max, as a fraction of the initial LR.")
@@ -57,6 +68,9 @@ class MyfamilyLinearSpec(optreg.SchedulerSpec):
     def __attrs_post_init__(self) -> None:
         if self.t_max is not None and self.warmup > self.t_max:
             raise optreg.FieldValueError("warmup", f"must be <= t_max ({self.t_max}), got {self.warmup}")
+
+    def needs_t_max(self) -> bool:
+        return True
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         t_max = self.t_max if self.t_max is not None else t_max  # the spec's own t_max wins, as in its scheduler
@@ -69,3 +83,7 @@ class MyfamilyLinearSpec(optreg.SchedulerSpec):
             return initial_lr * self.final_ratio
         remaining = (t_max - current) / (t_max - self.warmup)
         return initial_lr * (self.final_ratio + (1.0 - self.final_ratio) * remaining)
+
+
+#: Every spec class of this family; plugin.py registers each with the hook of its kind.
+ALL_SPECS: tuple[type, ...] = (MyfamilySGDWSpec, MyfamilyLinearSpec)
