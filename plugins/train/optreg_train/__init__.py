@@ -10,12 +10,41 @@ Python API::
     results = compare_specs([spec, optreg.load_spec("specs/lion.toml")], "runs/compare")
 
 See docs/training.md for the tasks, the outputs and resuming.
+
+Importing the package imports no torch (the registry imports ``optreg_train.plugin`` for every
+``optreg`` command): the names below load on first use.
 """
 
 from __future__ import annotations
 
-from optreg_train.compare import compare_specs
-from optreg_train.loop import RunDirError, RunResult, prepare_run, train_run
-from optreg_train.tasks import load_task, stdlib_files
+import importlib
+from typing import Any
 
-__all__ = ["RunDirError", "RunResult", "compare_specs", "load_task", "prepare_run", "stdlib_files", "train_run"]
+from optreg_train.specs import TrainSpec
+
+__all__ = [
+    "RunDirError",
+    "RunResult",
+    "TrainSpec",
+    "compare_specs",
+    "load_task",
+    "prepare_run",
+    "stdlib_files",
+    "train_run",
+]
+
+_LAZY = {
+    "compare_specs": "optreg_train.compare",
+    "RunDirError": "optreg_train.loop",
+    "RunResult": "optreg_train.loop",
+    "prepare_run": "optreg_train.loop",
+    "train_run": "optreg_train.loop",
+    "load_task": "optreg_train.tasks",
+    "stdlib_files": "optreg_train.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,6 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import optreg
 from optreg.errors import SpecError
+from optreg.optim import give_loss
 from optreg.runspec import RunSpec
 from optreg_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from optreg_train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
@@ -400,11 +401,11 @@ def train_run(
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model, inputs, targets)
             loss.backward()
-            if train.grad_clip is not None:
+            norm = None
+            if train.grad_clip is not None:  # skip-step judges the norm before clipping
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-                if hasattr(optimizer, "latest_grad_norm"):  # skip-step: judge the norm before clipping
-                    optimizer.latest_grad_norm = norm
             detached = loss.detach()
+            give_loss(optimizer, detached, grad_norm=norm)  # optimizers that take the loss, through wrappers
             optimizer.step(lambda detached=detached: detached)
             if scheduler_counts_tokens:
                 scheduler.step(tokens=task.tokens_per_step)
