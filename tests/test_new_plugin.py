@@ -76,7 +76,7 @@ def test_generated_plugin_registers_its_names(generated: Path) -> None:
     assert info.provides["scheduler"] == ["acme_two_linear"]
     spec = registry.parse_spec(
         'schema_version = 1\n[optimizer]\ntype = "acme_two_sgdw"\nlr = 0.1\n'
-        '[scheduler]\ntype = "acme_two_linear"\nwarmup = 2\n[train]\nsteps = 10\n'
+        '[scheduler]\ntype = "acme_two_linear"\nwarmup = 2\nt_max = 10\n'
     )
     built = spec.build(make_model("mlp"))
     assert type(built.optimizer).__name__ == "AcmeTwoSGDW"

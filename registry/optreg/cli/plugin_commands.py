@@ -58,9 +58,11 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     print(f"created {dist} in {target} ({len(written)} files)")
     print("next:")
     print(f"  cd {target}")
-    print("  pip install -e '.[test]'")
+    print("  pip install -e '.[test]'    # in the environment where optreg is installed")
     print("  python -m pytest tests")
     print(f"  optreg list      # shows {args.name}_sgdw and {args.name}_linear from {dist}")
+    print("(while the optreg core is not on the package index, install it from its checkout first:")
+    print(" pip install -e /path/to/optreg; see the generated README)")
     return 0
 
 

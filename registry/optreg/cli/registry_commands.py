@@ -105,7 +105,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     blocks = []
     for kind in KINDS:
         table = [
-            (r["name"], ", ".join(r["aliases"]), r["distribution"] or r["plugin"], r["description"])
+            (r["name"], ", ".join(r["aliases"]), f"{r['distribution'] or r['plugin']} {r['version']}".strip(),
+             r["description"])
             for r in rows
             if r["kind"] == kind
         ]
