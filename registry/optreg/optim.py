@@ -40,8 +40,10 @@ __all__ = [
     "give_loss",
     "group_device",
     "host_scalars",
+    "keep_factor",
     "params_with_grads",
     "prepare_step_factor",
+    "real_view",
     "refuse_complex",
     "scalar_dtype",
     "use_foreach",
@@ -94,6 +96,27 @@ def commit_(dst: torch.Tensor, new: torch.Tensor, take: torch.Tensor | None) -> 
             dst.copy_(new)
         return
     dst.copy_(torch.where(take, new, dst))
+
+
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or ``torch.view_as_real(t)`` for a complex tensor (a view: in-place ops reach ``t``).
+
+    How optreg steps complex parameters: as their real and imaginary parts, two independent real
+    coordinates (optax's ``split_real_and_imaginary``; what ``torch.optim.Adam`` does). Take the real
+    view of the param, its gradient and its state; norms and inner products are then those of the real
+    view (``Re<a, b>``).
+    """
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def keep_factor(step_factor: torch.Tensor, beta: float) -> torch.Tensor:
+    """``beta`` where the step is taken (``step_factor != 0``), 1 where it is skipped, in ``step_factor``'s dtype.
+
+    The multiplier of an EMA under ``step_factor``. ``torch.where(cond, beta, 1.0)`` with Python floats
+    would give a float32 tensor (0.9 becomes 0.899999976) and round every EMA of a float64 run; pass a
+    ``step_factor`` in the state's dtype.
+    """
+    return torch.where(step_factor != 0, torch.full_like(step_factor, beta), torch.ones_like(step_factor))
 
 
 # ---------------------------------------------------------------- host scalars

@@ -334,3 +334,16 @@ def test_after_load_runs_before_the_users_post_hooks_and_survives_pickling():
         )
         target.load_state_dict(saved)
         assert seen == [torch.float32], "the user's post-hook must see the state after the fix-up"
+
+
+def test_real_view_and_keep_factor():
+    from optreg.optim import keep_factor, real_view
+
+    z = torch.zeros(3, dtype=torch.complex128)
+    real_view(z).add_(1.0)
+    assert torch.equal(z, torch.full((3,), 1 + 1j, dtype=torch.complex128)), "the view writes through"
+    x = torch.zeros(2)
+    assert real_view(x) is x
+    one, zero = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    assert keep_factor(one, 0.9).dtype == torch.float64 and keep_factor(one, 0.9).item() == 0.9
+    assert keep_factor(zero, 0.9).item() == 1.0
