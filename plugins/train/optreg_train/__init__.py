@@ -36,7 +36,7 @@ __all__ = [
 _LAZY = {
     "compare_specs": "optreg_train.compare",
     "RunDirError": "optreg_train.loop",
-    "RunResult": "optreg_train.loop",
+    "RunResult": "optreg_train.results",
     "prepare_run": "optreg_train.loop",
     "train_run": "optreg_train.loop",
     "load_task": "optreg_train.tasks",

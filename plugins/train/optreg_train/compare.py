@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from optreg.runspec import RunSpec
-from optreg_train.loop import RunResult, check_out_dir, make_progress, preflight, prepare_run, train_run
+from optreg_train.loop import check_out_dir, make_progress, preflight, prepare_run, train_run
 from optreg_train.plots import plot_compare
 from optreg_train.report import rank, ranking_table
+from optreg_train.results import RunResult
 from optreg_train.tasks import load_task
 
 __all__ = ["compare_specs", "run_names"]

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import torch
@@ -41,59 +41,17 @@ from optreg.optim import give_loss
 from optreg.runspec import RunSpec
 from optreg_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from optreg_train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
+from optreg_train.results import TRAIN_LOSS_WINDOW, RunResult, Status
 from optreg_train.tasks import Task, load_task
 
 __all__ = ["RunDirError", "RunResult", "make_progress", "preflight", "prepare_run", "resolve_device", "train_run"]
 
-Status = Literal["finished", "stopped", "interrupted", "diverged"]
-#: Final train loss: the mean of this many last steps (one step's loss is noisy).
-TRAIN_LOSS_WINDOW = 10
 
 
 class RunDirError(ValueError):
     """The output directory cannot be used as asked (already holds a run, or holds none to resume)."""
 
 
-@attrs.define
-class RunResult:
-    """The outcome of one run (also written to ``summary.json``)."""
-
-    name: str
-    out: Path
-    spec: RunSpec
-    status: Status
-    step: int
-    steps: int
-    train_loss: float
-    val_loss: float
-    best_val_loss: float
-    wall_time: float
-    tokens: int
-    tokens_per_second: float
-    peak_memory: int | None
-    peak_memory_kind: str
-    state_bytes: int
-    n_params: int
-    skipped_steps: int | None
-    unit: str
-    data: str
-    history: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
-    group_names: list[str] = attrs.field(factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in attrs.fields(type(self)):
-            if f.name in ("history", "spec"):
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, float):
-                value = json_number(value)
-            out[f.name] = value
-        out["optimizer"] = self.spec.optimizer.TYPE
-        out["scheduler"] = self.spec.scheduler.TYPE
-        return out
 
 
 def resolve_device(name: str) -> torch.device:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from optreg_train.loop import RunResult
+    from optreg_train.results import RunResult
 
 __all__ = ["ema", "plot_compare", "plot_run", "plots_available"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from optreg_train.loop import TRAIN_LOSS_WINDOW, RunResult
 from optreg_train.metrics import format_bytes
+from optreg_train.results import TRAIN_LOSS_WINDOW, RunResult
 
 __all__ = ["ranking_table", "rank", "summary_table"]
 
