@@ -27,9 +27,19 @@ import attrs
 from optreg.errors import SpecError, format_path
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from torch import nn
 
-    from optreg.specs import OptimizerSpec
+    class OptimizerSpec(Protocol):
+        """What grouping reads of an optimizer spec (``optreg.OptimizerSpec`` has it; no import: specs imports us)."""
+
+        group_overrides: Any
+        no_decay: Any
+        roles: Any
+
+        def group_option_spec(self) -> Any: ...
+        def role_options(self, role: str) -> dict[str, Any] | None: ...
 
 __all__ = ["ParamInfo", "build_param_groups", "classify_parameters", "plan_groups", "HEAD_NAMES"]
 

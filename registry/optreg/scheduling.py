@@ -9,13 +9,25 @@ A tensor ``lr`` is updated in place (no recompilation of a compiled step).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from optreg.errors import SpecError
-from optreg.specs import SchedulerSpec
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class SchedulerSpec(Protocol):
+        """What the scheduler reads of a schedule spec (an ``optreg.SchedulerSpec``; specs imports this module)."""
+
+        TYPE: str
+        units: str
+        t_max: int | None
+
+        def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float: ...
+        def needs_t_max(self) -> bool: ...
 
 __all__ = ["ScheduledLR", "schedule_warning_of", "warn_if_schedule_ignored"]
 
