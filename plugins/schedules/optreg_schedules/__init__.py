@@ -2,15 +2,22 @@
 
 Every schedule is an :class:`optreg.SchedulerSpec` with a pure
 ``get_lr(initial_lr, current, t_max)``; optreg's ``ScheduledLR`` drives any
-``torch.optim`` optimizer with it, one LR per param group.
+``torch.optim`` optimizer with it, one LR per param group. The classes live in
+:mod:`optreg_schedules.specs` and are re-exported here.
+
+Importing this package registers nothing and imports no torch: the optreg core loads
+``optreg_schedules.plugin`` (which imports ``specs`` only) through the ``optreg`` entry
+point group and calls its hook when a registry is built.
 """
 
 from __future__ import annotations
 
-from optreg_schedules.base import Schedule, WarmupSchedule, fraction_count, interpolate
-from optreg_schedules.composable import Composable, ComposableStage
-from optreg_schedules.optax_compat import WarmupCosineDecay
-from optreg_schedules.schedules import (
+from optreg_schedules.specs import (
+    ALL_SPECS,
+    WSD,
+    WSDS,
+    Composable,
+    ComposableStage,
     ConstantWithWarmup,
     CosWithWarmup,
     CosWithWarmupAndLinearDecay,
@@ -18,11 +25,18 @@ from optreg_schedules.schedules import (
     HalfCosWithWarmup,
     InvSqrtWithWarmup,
     LinearWithWarmup,
+    OverrideDecay,
+    PowerLR,
+    Schedule,
+    Sequential,
+    WarmupCosineDecay,
+    WarmupSchedule,
+    fraction_count,
+    interpolate,
 )
-from optreg_schedules.sequential import OverrideDecay, Sequential
-from optreg_schedules.wsd import WSD, WSDS, PowerLR
 
 __all__ = [
+    "ALL_SPECS",
     "SCHEDULES",
     "Composable",
     "ComposableStage",
@@ -47,19 +61,6 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-#: Every schedule this plugin registers.
-SCHEDULES: tuple[type[Schedule], ...] = (
-    ConstantWithWarmup,
-    LinearWithWarmup,
-    CosWithWarmup,
-    HalfCosWithWarmup,
-    CosWithWarmupAndLinearDecay,
-    InvSqrtWithWarmup,
-    Exponential,
-    WSD,
-    WSDS,
-    PowerLR,
-    Sequential,
-    Composable,
-    WarmupCosineDecay,
-)
+#: Every schedule this plugin registers: the same tuple as :data:`optreg_schedules.specs.ALL_SPECS`
+#: (its earlier name, kept).
+SCHEDULES: tuple[type[Schedule], ...] = ALL_SPECS

@@ -1,14 +1,21 @@
-"""Registration of the schedules with optreg (entry point ``schedules`` in the ``optreg`` group)."""
+"""The hook implementation optreg calls: it registers this plugin's schedules.
+
+Published in ``pyproject.toml`` as::
+
+    [project.entry-points.optreg]
+    schedules = "optreg_schedules.plugin"
+
+The registry imports this module (and ``specs``) whenever it loads plugins: keep both free of torch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import optreg
-from optreg_schedules import SCHEDULES
+from optreg_schedules.specs import ALL_SPECS
 
 
 @optreg.hookimpl
-def optreg_register_schedulers(register: Callable[[type], None]) -> None:
-    for cls in SCHEDULES:
-        register(cls)
+def optreg_register_schedulers(register: Any) -> None:
+    register.all(ALL_SPECS)

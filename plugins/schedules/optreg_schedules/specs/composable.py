@@ -27,8 +27,8 @@ from typing import ClassVar
 import attrs
 
 from optreg import FieldValueError, field
-from optreg_schedules.base import DecayShape, Schedule, interpolate
-from optreg_schedules.sequential import OverrideDecay
+from optreg_schedules.specs.base import DecayShape, Schedule, interpolate
+from optreg_schedules.specs.sequential import OverrideDecay
 
 __all__ = ["Composable", "ComposableStage"]
 

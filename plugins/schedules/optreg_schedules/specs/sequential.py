@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import attrs
 
 from optreg import FieldValueError, SchedulerSpec, SpecError, field
-from optreg_schedules.base import DecayShape, Problem, Schedule, interpolate
+from optreg_schedules.specs.base import DecayShape, Problem, Schedule, interpolate
 
 __all__ = ["OverrideDecay", "Sequential"]
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 import attrs
 
 from optreg import FieldValueError, field
-from optreg_schedules.base import (
+from optreg_schedules.specs.base import (
     Problem,
     Schedule,
     check_one_of,

@@ -13,7 +13,7 @@ from typing import ClassVar
 import attrs
 
 from optreg import field
-from optreg_schedules.base import (
+from optreg_schedules.specs.base import (
     DecayTail,
     Problem,
     Schedule,
