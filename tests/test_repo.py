@@ -60,7 +60,7 @@ def test_every_installed_plugin_loads():
 
 #: What a plugin package may hold at its top level (see docs/writing-plugins.md, "One shape for every plugin").
 SHAPE_REQUIRED = ("__init__.py", "specs", "plugin")
-SHAPE_ALLOWED = ("__init__.py", "specs", "plugin", "optim", "functional", "py.typed")
+SHAPE_ALLOWED = ("__init__.py", "specs", "plugin", "optim", "functional", "strategies", "py.typed")
 
 
 def _entries(package: Path) -> dict[str, Path]:
@@ -86,8 +86,8 @@ def check_plugin_shape(root: Path, package_name: str) -> list[str]:
     for name in entries:
         if name not in SHAPE_ALLOWED and not name.startswith("_"):
             problems.append(
-                f"{package_name}: `{name}` is not part of the shape (specs, optim, functional, plugin; private "
-                "helpers start with `_`)"
+                f"{package_name}: `{name}` is not part of the shape (specs, optim, functional, strategies, "
+                "plugin; private helpers start with `_`)"
             )
     plugin = (package / "plugin.py").read_text() if (package / "plugin.py").exists() else ""
     tree = ast.parse(plugin)

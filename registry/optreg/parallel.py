@@ -1,26 +1,67 @@
-"""The parallelism strategy interface.
+"""The parallelism contract: what a strategy does to a model, and what it tells optimizers.
 
-A strategy applies torch.distributed's own machinery (DDP, FSDP2 ``fully_shard``,
-HSDP, TP over a ``DeviceMesh``) to a model and tells matrix-aware optimizers
-which mesh to use. The core ships only ``single`` (one process, model as is).
+A strategy applies torch.distributed's own machinery (DDP, FSDP2 ``fully_shard``, HSDP and tensor
+parallel over a ``DeviceMesh``) to a model, and exposes its meshes **by role**, so any optimizer can
+find the process groups it needs without the user wiring meshes by hand (the job OLMo-core's
+``build_parallelism_config()`` does per optimizer, done once here):
+
+- ``"replicate"``: ranks holding the same parameters and averaging gradients (DDP; HSDP's outer dim);
+- ``"shard"``: ranks each holding a shard of every parameter (FSDP; HSDP's inner dim);
+- ``"tp"``: ranks splitting single layers (tensor parallel).
+
+``mesh(role)`` is that ``DeviceMesh`` (1-D) or ``None`` when the strategy has no such dimension.
+Data parallelism is replicate x shard: ``data_parallel_rank`` / ``data_parallel_size`` say which
+slice of a global batch this rank reads, and ``average_over_data_parallel(t)`` averages a per-rank
+quantity (the loss of the local batch) so every rank agrees with one process on the global batch.
+
+An optimizer reads the strategy from its build context (``OptimizerSpec.create(groups, context)``:
+``context.strategy``). Elementwise updates need nothing: parameters sharded by FSDP / TP are
+``DTensor``s and their gradients too, so an update written in tensor ops runs on the local shards,
+and a reduction (a norm, a sum, an inner product) of DTensors gives the global value. An optimizer
+that reads ``.to_local()`` must reduce over the role's group itself.
+
+The core ships ``single`` (one process, model as is, every mesh ``None``); optreg-parallel ships
+``ddp``, ``fsdp``, ``hsdp``, ``tp`` and ``fsdp_tp``. A third party's strategy subclasses
+:class:`ParallelismStrategy` and overrides what it changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ParallelismStrategy"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ROLES", "ParallelismStrategy"]
+
+#: The roles a strategy's meshes can have.
+ROLES = ("replicate", "shard", "tp")
 
 
 class ParallelismStrategy:
     """Base strategy: one process, the model unchanged, no device mesh."""
 
-    #: The ``torch.distributed.device_mesh.DeviceMesh`` optimizers should use, if any.
+    #: The whole ``DeviceMesh`` of the strategy (all its dimensions), if any.
     device_mesh: Any = None
 
     def apply(self, model: Any) -> Any:
         """Return the model prepared for this strategy (wrapped, sharded, ...)."""
         return model
+
+    def mesh(self, role: str) -> Any:
+        """The 1-D ``DeviceMesh`` of ``role`` (see :data:`ROLES`), or ``None`` when the strategy has none."""
+        _check_role(role)
+        return None
+
+    def process_group(self, role: str) -> Any:
+        """The process group of ``role``'s mesh, or ``None``."""
+        mesh = self.mesh(role)
+        return None if mesh is None else mesh.get_group()
+
+    @property
+    def is_distributed(self) -> bool:
+        """Whether this strategy runs on several processes."""
+        return self.world_size > 1
 
     @property
     def rank(self) -> int:
@@ -34,5 +75,51 @@ class ParallelismStrategy:
 
         return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
+    @property
+    def data_parallel_rank(self) -> int:
+        """This rank's index among the data-parallel replicas (replicate x shard): which slice of a global batch."""
+        index = 0
+        for role in ("replicate", "shard"):
+            mesh = self.mesh(role)
+            if mesh is not None:
+                index = index * mesh.size() + mesh.get_local_rank()
+        return index
+
+    @property
+    def data_parallel_size(self) -> int:
+        """How many slices a global batch is split into (1 without data parallelism)."""
+        size = 1
+        for role in ("replicate", "shard"):
+            mesh = self.mesh(role)
+            if mesh is not None:
+                size *= mesh.size()
+        return size
+
+    def average_over_data_parallel(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of ``tensor`` over the data-parallel ranks (the global batch's loss from each rank's own)."""
+        if self.data_parallel_size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        out = tensor.detach().clone()
+        for role in ("replicate", "shard"):
+            group = self.process_group(role)
+            if group is not None:
+                dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out / self.data_parallel_size
+
+    def close(self) -> None:
+        """Release what the strategy set up (a process group it created)."""
+
+    def describe(self) -> str:
+        """One line for logs: the strategy and its mesh."""
+        return type(self).__name__
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown mesh role {role!r}; the roles are {', '.join(ROLES)}")
+    return role

@@ -103,8 +103,11 @@ class RunSpec:
         gives in the scheduler's units (``[train] steps``, or its token budget). Errors in the
         optimizer's and scheduler's options carry ``$.optimizer...`` / ``$.scheduler...`` paths and the file.
         """
-        strategy = self.parallelism.create()
-        model = strategy.apply(model)
+        try:
+            strategy = self.parallelism.create()
+            model = strategy.apply(model)
+        except SpecError as exc:  # e.g. a distributed strategy outside a launch: the error says how to launch
+            raise exc.in_table("parallelism", self.source) from None
         context = BuildContext(model=model, device_mesh=getattr(strategy, "device_mesh", None), strategy=strategy)
         try:
             optimizer = self.optimizer.build(model, context=context)

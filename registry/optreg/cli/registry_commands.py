@@ -264,8 +264,9 @@ def cmd_groups(args: argparse.Namespace) -> int:
 
     reg = _registry()
     spec = reg.load_spec(args.file)
+    # Groups come from parameter names, which no strategy changes: the model is used as is, so a distributed
+    # spec is shown in one process without launching it.
     model = make_model(args.model)
-    model = spec.parallelism.create().apply(model)
     try:
         planned = plan_groups(spec.optimizer, model)
     except optreg.SpecError as exc:

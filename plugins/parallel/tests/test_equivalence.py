@@ -1,0 +1,135 @@
+"""Every strategy on 2 processes (CPU, gloo) gives the parameters of one process on the same global batch.
+
+One ``torchrun`` launch per strategy runs every case (each launch costs a few seconds to start); the
+single-process reference runs in this process. Equality is to float32 tolerance: the ranks' partial
+sums (gradient all-reduce / reduce-scatter, DTensor norms) add in another order than one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import optreg
+
+pytestmark = pytest.mark.distributed
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import dist_worker as W  # noqa: E402
+
+#: 10 float32 steps of gradients summed in another order: a few float32 ulps of the parameters per step.
+ATOL = 2e-5
+TP_PLAN = {"mlp_in": "colwise", "mlp_out": "rowwise"}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "ddp": {"type": "ddp"},
+    "fsdp": {"type": "fsdp"},
+    "fsdp_units": {"type": "fsdp", "shard_modules": ["mlp_in", "mlp_out", "head"]},
+    "hsdp_1x2": {"type": "hsdp", "replicate": 1, "shard": 2},
+    "hsdp_2x1": {"type": "hsdp", "replicate": 2, "shard": 1},
+    "tp": {"type": "tp", "plan": TP_PLAN},
+}
+#: The optimizers the issue names, each as a user would write it (the rest run with their defaults).
+NAMED: dict[str, dict[str, Any]] = {
+    "adamw": {"type": "adamw", "lr": 0.01},
+    "lion": {"type": "lion", "lr": 1e-3},
+    "signum": {"type": "signum", "lr": 1e-3},
+    "prodigy": {"type": "prodigy"},
+    "dadapt_adamw": {"type": "dadapt_adamw"},
+    "dog": {"type": "dog"},
+    "mechanic": {"type": "mechanic", "inner": {"type": "adamw", "lr": 0.01}},
+    "momo": {"type": "momo", "lr": 0.1},
+    "schedule_free_adamw": {"type": "schedule_free_adamw", "lr": 0.01},
+    "skip_step_adamw": {"type": "skip_step_adamw", "lr": 0.01, "min_samples": 3},
+}
+#: Steps that a skip-step run must skip: a loss spike, then NaN gradients.
+EVENTS = {"spike": [7], "nan": [8]}
+
+
+def _optimizer_tables() -> dict[str, dict[str, Any]]:
+    registry = optreg.get_registry()
+    tables = dict(NAMED)
+    for name in registry.names("optimizer"):
+        if name not in tables:
+            cls = registry.spec_class("optimizer", name)
+            needs_inner = any(f.name == "inner" for f in attrs.fields(cls))
+            tables[name] = {"type": name, **({"inner": {"type": "adamw", "lr": 0.01}} if needs_inner else {})}
+    return tables
+
+
+def _cases(strategy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    cases = {}
+    for name, table in _optimizer_tables().items():
+        case: dict[str, Any] = {"optimizer": table, "parallelism": {**strategy, "timeout_s": 120}}
+        if name.startswith("skip_step"):
+            case["events"] = EVENTS
+        if name.startswith("schedule_free"):
+            case["eval_mode"] = True
+        cases[name] = case
+    return cases
+
+
+def _launch(cases: dict[str, Any], workdir: Path, name: str, nproc: int = 2) -> dict[str, Any]:
+    cases_file, out_file = workdir / f"{name}-cases.json", workdir / f"{name}-out.json"
+    cases_file.write_text(json.dumps(cases))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+         str(HERE / "dist_worker.py"), str(cases_file), str(out_file)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    output = proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and out_file.exists(), f"{name}: torchrun failed\n{output}"
+    return json.loads(out_file.read_text())
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    workdir = tmp_path_factory.mktemp("dist")
+    return {name: _launch(_cases(strategy), workdir, name) for name, strategy in STRATEGIES.items()}
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    single = {name: {**case, "parallelism": {"type": "single"}} for name, case in _cases({"type": "single"}).items()}
+    return W.run_cases(single)
+
+
+def _refusal(error: str, strategy: str) -> bool:
+    """A clear refusal: an error type a user expects, that names the strategy it refuses."""
+    kind = error.split(":", 1)[0]
+    return kind in ("SpecError", "ValueError", "TypeError", "NotImplementedError") and strategy.split("_")[0] in error
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("optimizer", list(NAMED))
+def test_two_ranks_equal_one_process(results, reference, strategy, optimizer):
+    got, want = results[strategy][optimizer], reference[optimizer]
+    assert "error" not in want, want["error"]
+    assert "error" not in got, f"{optimizer} under {strategy} failed:\n{got.get('traceback', got['error'])}"
+    worst = {n: W.max_difference(got["params"][n], want["params"][n]) for n in want["params"]}
+    assert max(worst.values()) <= ATOL, f"{optimizer} under {strategy}: max |difference| per param {worst}"
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_every_registered_optimizer_is_equal_or_refused_clearly(results, reference, strategy):
+    problems = []
+    for optimizer, got in results[strategy].items():
+        want = reference[optimizer]
+        if "error" in want:
+            problems.append(f"{optimizer}: fails in one process: {want['error']}")
+        elif "error" in got:
+            if not _refusal(got["error"], STRATEGIES[strategy]["type"]):
+                problems.append(f"{optimizer}: neither equal nor a clear refusal: {got['error'][:300]}")
+        else:
+            worst = max(W.max_difference(got["params"][n], want["params"][n]) for n in want["params"])
+            if worst > ATOL:
+                problems.append(f"{optimizer}: differs from one process by {worst:.3g}")
+    assert not problems, f"under {strategy}:\n" + "\n".join(problems)
