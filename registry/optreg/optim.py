@@ -220,7 +220,7 @@ def check_betas(betas: Sequence[Any], count: int | None = None, name: str = "bet
     if count is not None and len(betas) != count:
         raise ValueError(f"{name} must hold {count} numbers, got {len(betas)}")
     for i, beta in enumerate(betas):
-        check_number(f"{name}[{i}]", beta, ge=0.0, lt=1.0)
+        check_number(f"{name}[{i}]", beta, ge=0, lt=1)
 
 
 def use_foreach(foreach: bool | None, tensors: Iterable[torch.Tensor]) -> bool:

@@ -225,7 +225,7 @@ def test_check_number_speaks_like_a_spec_bound():
         check_number("lr", float("nan"), ge=0)
     with pytest.raises(ValueError, match=r"must be a finite number, got True"):
         check_number("lr", True, ge=0)
-    with pytest.raises(ValueError, match=r"^betas\[1\] must be in \[0\.0, 1\.0\), got 1\.0$"):
+    with pytest.raises(ValueError, match=r"^betas\[1\] must be in \[0, 1\), got 1\.0$"):
         check_betas((0.9, 1.0))
     with pytest.raises(ValueError, match="must hold 3 numbers, got 2"):
         check_betas((0.9, 0.99), count=3)
