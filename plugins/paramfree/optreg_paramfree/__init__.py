@@ -1,9 +1,83 @@
 """optreg-paramfree: learning-rate-free optimizers for optreg.
 
-Prodigy, D-Adaptation (AdamW, SGD, Lion), DoG, DoWG, COCOB, Mechanic (a wrapper
-around any registered optimizer) and MoMo / MoMo-Adam. The optimizer classes are
-importable on their own (``from optreg_paramfree.prodigy import Prodigy``); by
-name they come from the registry: ``optreg.build_optimizer({"type": "prodigy"}, model)``.
+Prodigy, D-Adaptation (AdamW, SGD, Lion), DoG, DoWG, COCOB, Mechanic (a wrapper around any
+registered optimizer) and MoMo / MoMo-Adam. By name they come from the registry:
+``optreg.build_optimizer({"type": "prodigy"}, model)``; the classes are importable too
+(``from optreg_paramfree import Prodigy``, or from ``optreg_paramfree.optim``).
+
+Importing this package registers nothing and imports no torch: the optreg core loads
+``optreg_paramfree.plugin`` (which imports ``specs`` only) through the ``optreg`` entry point group.
+The optimizer classes load on first use.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from optreg_paramfree.specs import (
+    ALL_SPECS,
+    COCOBSpec,
+    DAdaptAdamWSpec,
+    DAdaptLionSpec,
+    DAdaptSGDSpec,
+    DoGSpec,
+    DoWGSpec,
+    MechanicSpec,
+    MomoAdamSpec,
+    MomoSpec,
+    ProdigySpec,
+)
+
 __version__ = "0.1.0"
+
+#: The optimizer classes, exported lazily (they import torch): name -> module under ``optim``.
+_OPTIMIZERS = {
+    "COCOB": "cocob",
+    "DAdaptAdamW": "dadapt",
+    "DAdaptLion": "dadapt",
+    "DAdaptSGD": "dadapt",
+    "DoG": "dog",
+    "DoWG": "dog",
+    "Mechanic": "mechanic",
+    "Momo": "momo",
+    "MomoAdam": "momo",
+    "Prodigy": "prodigy",
+}
+
+__all__ = [
+    "ALL_SPECS",
+    "COCOBSpec",
+    "DAdaptAdamWSpec",
+    "DAdaptLionSpec",
+    "DAdaptSGDSpec",
+    "DoGSpec",
+    "DoWGSpec",
+    "MechanicSpec",
+    "MomoAdamSpec",
+    "MomoSpec",
+    "ProdigySpec",
+    # the optimizer classes (lazy)
+    "COCOB",
+    "DAdaptAdamW",
+    "DAdaptLion",
+    "DAdaptSGD",
+    "DoG",
+    "DoWG",
+    "Mechanic",
+    "Momo",
+    "MomoAdam",
+    "Prodigy",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _OPTIMIZERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"optreg_paramfree.optim.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_OPTIMIZERS})

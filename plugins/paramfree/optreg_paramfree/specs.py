@@ -1,18 +1,22 @@
 """Spec classes of the learning-rate-free optimizers (what TOML's ``type = "..."`` selects).
 
-Importing this module does not import torch; the optimizer classes load when a
-spec is built.
+No torch import at module load: the registry imports this module for every ``optreg`` command. Each
+spec imports its optimizer class inside ``create()`` (``wrap()`` for Mechanic).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from optreg import FieldValueError, OptimizerSpec, field
+from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
+    "ALL_SPECS",
     "COCOBSpec",
     "DAdaptAdamWSpec",
     "DAdaptLionSpec",
@@ -67,8 +71,8 @@ class ProdigySpec(OptimizerSpec):
     slice_p: int = field(1, ge=1, doc="Compute d's statistics on every slice_p-th element (saves memory).")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.prodigy import Prodigy
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.prodigy import Prodigy
 
         return Prodigy(param_groups, **self.optimizer_kwargs())
 
@@ -93,8 +97,8 @@ class DAdaptAdamWSpec(OptimizerSpec):
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.dadapt import DAdaptAdamW
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.dadapt import DAdaptAdamW
 
         return DAdaptAdamW(param_groups, **self.optimizer_kwargs())
 
@@ -114,8 +118,8 @@ class DAdaptSGDSpec(OptimizerSpec):
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.dadapt import DAdaptSGD
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.dadapt import DAdaptSGD
 
         return DAdaptSGD(param_groups, **self.optimizer_kwargs())
 
@@ -134,8 +138,8 @@ class DAdaptLionSpec(OptimizerSpec):
     d0: float = field(1e-6, gt=0, per_group=False, doc="Initial estimate of d.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.dadapt import DAdaptLion
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.dadapt import DAdaptLion
 
         return DAdaptLion(param_groups, **self.optimizer_kwargs())
 
@@ -167,8 +171,8 @@ class DoGSpec(OptimizerSpec):
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.dog import DoG
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.dog import DoG
 
         return DoG(param_groups, **self.optimizer_kwargs())
 
@@ -194,8 +198,8 @@ class DoWGSpec(OptimizerSpec):
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.dog import DoWG
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.dog import DoWG
 
         return DoWG(param_groups, **self.optimizer_kwargs())
 
@@ -226,14 +230,14 @@ class COCOBSpec(OptimizerSpec):
     eps: float = field(1e-8, gt=0, doc="Initial gradient-scale estimate (avoids dividing by 0).")
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient.")
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.cocob import COCOB
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.cocob import COCOB
 
         return COCOB(param_groups, **self.optimizer_kwargs())
 
 
 @attrs.frozen(kw_only=True)
-class MechanicSpec(OptimizerSpec):
+class MechanicSpec(WrapperSpec):
     """Mechanic: wraps any registered optimizer (`inner`) and learns the scale of its updates.
 
     Set the inner LR to a constant such as 1 (or a schedule peaking at 1); Mechanic finds the scale.
@@ -244,6 +248,9 @@ class MechanicSpec(OptimizerSpec):
     PAPER: ClassVar[str] = (
         "Cutkosky, Defazio & Mehta 2023, Mechanic: A Learning Rate Tuner, NeurIPS 2023, arXiv:2306.00144"
     )
+    #: What Mechanic keeps of its inner optimizer's capabilities: ``step_factor`` (it gates its own
+    #: scalars by it). The inner's other capabilities (``foreach``) are options of the inner table.
+    CAPABILITIES: ClassVar[frozenset[str]] = _STEP_FACTOR
 
     inner: OptimizerSpec = field(doc="The optimizer whose updates Mechanic scales (a table with its `type`).")
     weight_decay: float = field(
@@ -257,23 +264,9 @@ class MechanicSpec(OptimizerSpec):
         if isinstance(self.inner, MechanicSpec):
             raise FieldValueError("inner", "Mechanic inside Mechanic is not supported; wrap a plain optimizer")
 
-    def group_option_spec(self) -> OptimizerSpec:
-        return self.inner
+    def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.mechanic import Mechanic
 
-    def capabilities(self) -> frozenset[str]:
-        """``step_factor`` when the inner optimizer supports it (Mechanic gates its own scalars by it).
-
-        The inner's other capabilities (``foreach``) are options of the inner table, not of Mechanic's.
-        """
-        return self.inner.capabilities() & _STEP_FACTOR
-
-    def role_options(self, role: str) -> dict[str, Any] | None:
-        return self.inner.role_options(role)
-
-    def create(self, param_groups, context):
-        from optreg_paramfree.mechanic import Mechanic
-
-        inner = self.inner.create(param_groups, context)
         return Mechanic(
             inner, weight_decay=self.weight_decay, eps=self.eps, s_init=self.s_init, num_betas=self.num_betas
         )
@@ -302,8 +295,8 @@ class MomoSpec(OptimizerSpec):
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.momo import Momo
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.momo import Momo
 
         return Momo(param_groups, **self.optimizer_kwargs())
 
@@ -330,13 +323,14 @@ class MomoAdamSpec(OptimizerSpec):
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
 
-    def create(self, param_groups, context):
-        from optreg_paramfree.momo import MomoAdam
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_paramfree.optim.momo import MomoAdam
 
         return MomoAdam(param_groups, **self.optimizer_kwargs())
 
 
-ALL_SPECS = (
+#: Every spec class of this family; plugin.py registers them.
+ALL_SPECS: tuple[type[OptimizerSpec], ...] = (
     ProdigySpec,
     DAdaptAdamWSpec,
     DAdaptSGDSpec,

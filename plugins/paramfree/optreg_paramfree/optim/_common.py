@@ -1,4 +1,4 @@
-"""Shared machinery of the learning-rate-free optimizers.
+"""The family base of the learning-rate-free optimizers (private: import the optimizers, not this).
 
 Everything an estimator keeps between steps (``d``, its numerator, step
 counters) is a 0-dim tensor on the parameters' device, so a step never waits on
@@ -12,7 +12,7 @@ default, as in the reference implementations) or each group on its own
 that group; a group whose ``lr`` is 0 is inactive (it neither moves nor feeds
 the estimate), which is what a frozen group or a schedule at 0 should mean.
 
-Complex parameters are stepped as their ``torch.view_as_real`` (see :func:`real_view`): state
+Complex parameters are stepped as their ``torch.view_as_real`` (``optreg.optim.real_view``): state
 tensors mirror the parameter (complex), the arithmetic runs on real views, and every global
 quantity (``d``'s numerator, distances, gradient norms) is the real view's.
 """
@@ -24,33 +24,29 @@ from typing import Any, NamedTuple
 
 import torch
 
-from optreg.optim import OptregOptimizer, as_scalar, prepare_step_factor
+from optreg.optim import (
+    OptregOptimizer,
+    Scratch,
+    as_scalar,
+    check_number,
+    group_device,
+    keep_factor,
+    prepare_step_factor,
+)
 
 __all__ = [
     "AdamCoefficients",
-    "Scratch",
     "ScopedScalarOptimizer",
     "adam_coefficients",
     "add_scaled_",
     "axpby_",
+    "check_growth_rate",
     "dot",
     "ema_square_",
-    "keep_factor",
     "l1_norm",
     "lr_is_nonzero_number",
-    "real_view",
     "sum_probe",
 ]
-
-
-def real_view(t: torch.Tensor) -> torch.Tensor:
-    """``t`` itself, or ``torch.view_as_real(t)`` for a complex tensor (a view: in-place ops reach ``t``).
-
-    Complex params are stepped as their real view (optax's split_real_and_imaginary): elementwise
-    updates act on real and imaginary parts alike, and norms and inner products are those of the real
-    view (``Re<a, b>``), which is what a gradient-based estimate of a real-valued loss needs.
-    """
-    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def _accumulate_dtype(t: torch.Tensor) -> torch.dtype:
@@ -93,15 +89,6 @@ def lr_is_nonzero_number(group: Mapping[str, Any]) -> bool:
     return not isinstance(lr, torch.Tensor) and lr != 0
 
 
-def keep_factor(gate: torch.Tensor, beta: float) -> torch.Tensor:
-    """``beta`` where ``gate`` is not 0, 1 where it is, in ``gate``'s dtype.
-
-    ``torch.where(gate != 0, beta, 1.0)`` with Python floats would be a float32 tensor (0.9 becomes
-    0.899999976), which rounds every EMA of a float64 run.
-    """
-    return torch.where(gate != 0, torch.full_like(gate, beta), torch.ones_like(gate))
-
-
 # The elementwise helpers take their coefficients as 0-dim tensors on every device: a step reads
 # nothing on the host (no sync on an accelerator), and a plain step and a ``step_factor = 1`` step run
 # the same ops, so they agree bit for bit on every machine. Each is one pass per op without a
@@ -139,35 +126,6 @@ def ema_square_(
     return y.mul_(keep).addcmul_(x, x, value=value)
 
 
-class Scratch:
-    """Reusable work buffers for CPU steps (a fresh large CPU tensor per op costs page faults).
-
-    ``get(like)`` returns a tensor shaped like ``like`` whose contents are garbage. On
-    accelerators (whose caching allocators make temporaries cheap) it allocates a new tensor.
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
-
-    def get(self, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
-        """A work tensor shaped like ``like``; different ``slot`` values never share memory."""
-        if like.device.type != "cpu":
-            return torch.empty_like(like, memory_format=torch.contiguous_format)
-        key = (like.device, like.dtype, slot)
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.numel() < like.numel():
-            buffer = self._buffers[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
-        return buffer[: like.numel()].view(like.shape)
-
-    def clear(self) -> None:
-        """Free the buffers."""
-        self._buffers.clear()
-
-
-def _group_device(group: Mapping[str, Any]) -> torch.device:
-    return next((p.device for p in group["params"]), torch.device("cpu"))
-
-
 class ScopedScalarOptimizer(OptregOptimizer):
     """Base of optimizers whose step size comes from estimates shared by a scope of param groups.
 
@@ -197,15 +155,14 @@ class ScopedScalarOptimizer(OptregOptimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        device = _group_device(group)
+        device = group_device(group)
         for key, value in self._initial_scalars(group).items():
             if key not in group:
                 group[key] = as_scalar(value, device)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+    def _after_load_state_dict(self) -> None:
         for group in self.param_groups:  # a checkpoint may have been mapped to another device
-            device = _group_device(group)
+            device = group_device(group)
             for key in self.SCALARS:
                 if key in group:
                     group[key] = as_scalar(group[key], device)
@@ -221,8 +178,10 @@ class ScopedScalarOptimizer(OptregOptimizer):
         for group in scope:
             group.update(values)
 
-    def _scalar_values(self, key: str) -> list[float]:
-        return [float(group[key]) for group in self.param_groups]
+    def _estimate(self, key: str) -> float | list[float]:
+        """The scalar ``key`` (``d``, ``eta``) for logging: one number, or one per group with ``per_group_d``."""
+        values = [float(group[key]) for group in self.param_groups]
+        return values if self.per_group_d else values[0]
 
     # -- stepping
 
@@ -252,6 +211,12 @@ class ScopedScalarOptimizer(OptregOptimizer):
     @staticmethod
     def _lr_of(group: Mapping[str, Any], like: torch.Tensor) -> torch.Tensor:
         return as_scalar(group["lr"], like.device)
+
+
+def check_growth_rate(growth_rate: float | None) -> None:
+    """``growth_rate`` unset, or >= 1 (the spec's bound and words)."""
+    if growth_rate is not None:
+        check_number("growth_rate", growth_rate, ge=1)
 
 
 class AdamCoefficients(NamedTuple):

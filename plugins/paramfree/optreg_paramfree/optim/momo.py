@@ -1,15 +1,9 @@
 """MoMo and MoMo-Adam: momentum with a Polyak-type step size from a model of the loss.
 
-Schaipp, Ohana, Eickenberg, Defazio & Gower 2023, "MoMo: Momentum Models for
-Adaptive Learning Rates" (ICML 2024, arXiv:2305.07583). With ``d_k`` the
-gradient EMA, ``f_k`` the loss EMA and ``gamma_k`` the EMA of ``<g_k, x_k>``,
-the step size is ``tau = min(lr / rho, max(f_k - rho * lb + <d_k, x_k> - gamma_k, 0) / ||d_k||^2)``
-(norms in the Adam preconditioner for MoMo-Adam), so the step never exceeds
-what the model of the loss, bounded below by ``lb``, allows.
-
-They need the loss: ``step(closure)`` uses the closure's value; without a
-closure set ``optimizer.latest_loss = loss`` before ``step()`` (it is consumed
-by the step, so a stale loss is never reused).
+The step never exceeds what the model of the loss, bounded below by ``lb``, allows (the rules are in
+the class docstrings). They need the loss: ``step(closure)`` uses the closure's value; without a
+closure set ``optimizer.latest_loss = loss`` before ``step()`` (or ``optreg.optim.give_loss``); the
+step consumes it, so a stale loss is never reused.
 """
 
 from __future__ import annotations
@@ -19,8 +13,20 @@ from typing import Any, Literal
 
 import torch
 
-from optreg.optim import OptregOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
-from optreg_paramfree._common import Scratch, add_scaled_, axpby_, dot, ema_square_, keep_factor, real_view
+from optreg.optim import (
+    OptregOptimizer,
+    Scratch,
+    as_scalar,
+    check_betas,
+    check_number,
+    gate_grad,
+    group_device,
+    keep_factor,
+    params_with_grads,
+    real_view,
+    scalar_dtype,
+)
+from optreg_paramfree.optim._common import add_scaled_, axpby_, dot, ema_square_
 
 __all__ = ["Momo", "MomoAdam"]
 
@@ -28,14 +34,20 @@ _SCALARS = ("loss_avg", "gamma", "lb", "k")
 
 
 class _LossModel(OptregOptimizer):
-    """Shared parts: the loss (closure or ``latest_loss``), the global scalars in every group."""
+    """Shared parts: the loss (closure or ``latest_loss``), the global scalars in every group.
+
+    An ``optreg.optim.TakesLoss``: training loops (and wrappers) hand the loss over with
+    ``optreg.optim.give_loss``.
+    """
 
     TRANSIENT = ("scratch",)
+    #: The loss the next ``step()`` without a closure uses (a tensor or a number); the step consumes it.
+    latest_loss: Any = None
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, lower_bound: float) -> None:
+        check_number("lower_bound", lower_bound)
         self.lower_bound = float(lower_bound)
-        #: The loss the next ``step()`` without a closure uses; reset to None by the step.
-        self.latest_loss: Any = None
+        self.latest_loss = None
         self._init_transient()
         super().__init__(params, defaults)
 
@@ -49,14 +61,13 @@ class _LossModel(OptregOptimizer):
             for key in _SCALARS:
                 group.setdefault(key, leader[key])
             return
-        device = next((p.device for p in group["params"]), torch.device("cpu"))
+        device = group_device(group)
         for key, value in zip(_SCALARS, (0.0, 0.0, self.lower_bound, 0.0)):
             group.setdefault(key, torch.full((), value, dtype=scalar_dtype(device), device=device))
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        leader = self.param_groups[0]
-        device = next((p.device for p in leader["params"]), torch.device("cpu"))
+    def _after_load_state_dict(self) -> None:
+        leader = self.param_groups[0]  # a checkpoint may have been mapped to another device
+        device = group_device(leader)
         values = {key: as_scalar(leader[key], device) for key in _SCALARS}
         for group in self.param_groups:
             group.update(values)
@@ -104,11 +115,30 @@ class _LossModel(OptregOptimizer):
 
 
 class Momo(_LossModel):
-    """MoMo (Schaipp et al. 2023): SGD with momentum and a model-based step size ``min(lr, Polyak step)``.
+    """MoMo (Schaipp, Ohana, Eickenberg, Defazio & Gower 2023, arXiv:2305.07583, Algorithm 1): SGD with
+    momentum and a model-based step size, at most ``lr``.
 
-    ``weight_decay`` is applied proximally (``x <- x / (1 + lr * weight_decay)``),
-    as in the paper. ``bias_correction`` chooses the averaging scheme (see the
-    paper); ``adapt_lower_bound`` estimates the lower bound online.
+    Per step, with ``f`` the loss of the batch, ``lb`` the lower bound of the loss, inner products and
+    norms over every parameter, ``b = beta`` (``b = 0`` on the first step unless ``bias_correction``:
+    the averages start at the first values) and ``rho = 1 - beta^(k+1)`` with ``bias_correction``,
+    else 1::
+
+        d      <- b * d + (1 - b) * g
+        f_bar  <- b * f_bar + (1 - b) * f
+        gamma  <- b * gamma + (1 - b) * <g, x>
+        w       = 1 + lr * weight_decay
+        h       = w * (f_bar - rho * lb) + <d, x> - w * gamma
+        tau     = min(lr / rho, max(h, 0) / ||d||^2)
+        x      <- (x - tau * d) / w
+
+    ``x`` is the parameter before the step; weight decay is proximal, as in the paper. With
+    ``adapt_lower_bound`` the bound is estimated online (for when no good bound is known): it is
+    reset to ``max(lower_bound, c / (2 w rho))`` when ``c = w * (f_bar - gamma) + <d, x>`` falls below
+    ``w * rho * lb``, and after the step ``lb <- max(lower_bound, (f_bar + <d, x> - gamma - tau / 2 *
+    ||d||^2) / rho)``. As the authors' ``momo.Momo`` (``adapt_lower_bound`` is its ``use_fstar``; the
+    tests check the rule, written out, over 50 steps); here the loss comes from ``step(closure)`` or
+    ``latest_loss`` (a tensor, never read on the host), params without a gradient are skipped, and
+    ``step_factor`` works.
     """
 
     def __init__(
@@ -121,10 +151,9 @@ class Momo(_LossModel):
         bias_correction: bool = False,
         adapt_lower_bound: bool = False,
     ) -> None:
-        if not float(lr) >= 0 or not weight_decay >= 0:
-            raise ValueError("lr and weight_decay must be >= 0")
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"Invalid beta: {beta}")
+        check_number("lr", lr, ge=0)
+        check_number("beta", beta, ge=0, lt=1)
+        check_number("weight_decay", weight_decay, ge=0)
         self.beta = float(beta)
         self.bias_correction = bool(bias_correction)
         self.adapt_lower_bound = bool(adapt_lower_bound)
@@ -195,11 +224,28 @@ class Momo(_LossModel):
 
 
 class MomoAdam(_LossModel):
-    """MoMo-Adam (Schaipp et al. 2023): Adam's direction with the MoMo step size in the Adam norm.
+    """MoMo-Adam (Schaipp et al. 2023, arXiv:2305.07583): Adam's direction, MoMo's step size in Adam's norm.
 
-    ``weight_decay_mode = "proximal"`` divides by ``1 + lr * weight_decay`` after
-    the step (the paper); ``"decoupled"`` multiplies by ``1 - lr * weight_decay``
-    before it (AdamW style).
+    Per step, with ``f`` the loss of the batch, ``lb`` the lower bound of the loss, inner products
+    over every parameter, ``bc1 = 1 - beta1^(k+1)`` and ``bc2 = 1 - beta2^(k+1)``::
+
+        m      <- beta1 * m + (1 - beta1) * g
+        v      <- beta2 * v + (1 - beta2) * g^2
+        f_bar  <- beta1 * f_bar + (1 - beta1) * f
+        gamma  <- beta1 * gamma + (1 - beta1) * <g, x>
+        D       = sqrt(v / bc2) + eps
+        w       = 1 + lr * weight_decay
+        h       = w * (f_bar - bc1 * lb) + <m, x> - w * gamma
+        tau     = min(lr / bc1, max(h, 0) / <m, m / D>)
+        x      <- (x - tau * m / D) / w                       (weight_decay_mode = "proximal", the paper's)
+        x      <- x * (1 - lr * weight_decay) - tau * m / D   (weight_decay_mode = "decoupled", AdamW's)
+
+    ``x`` is the parameter before the step; ``h`` uses ``w`` in both modes. ``adapt_lower_bound``
+    estimates ``lb`` online as :class:`Momo` does (with ``bc1`` for ``rho``). As the authors'
+    ``momo.MomoAdam`` (``decoupled`` is its ``divide = False``, ``adapt_lower_bound`` its
+    ``use_fstar``; the tests check the rule, written out, over 50 steps); here the loss comes from
+    ``step(closure)`` or ``latest_loss`` (never read on the host), ``bc2`` counts the optimizer's
+    steps (the reference counts each parameter's), and ``step_factor`` works.
     """
 
     def __init__(
@@ -213,12 +259,12 @@ class MomoAdam(_LossModel):
         weight_decay_mode: Literal["proximal", "decoupled"] = "proximal",
         adapt_lower_bound: bool = False,
     ) -> None:
-        if not float(lr) >= 0 or not weight_decay >= 0 or not eps >= 0:
-            raise ValueError("lr, eps and weight_decay must be >= 0")
-        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid betas: {betas}")
+        check_number("lr", lr, ge=0)
+        check_betas(betas, 2)
+        check_number("eps", eps, ge=0)
+        check_number("weight_decay", weight_decay, ge=0)
         if weight_decay_mode not in ("proximal", "decoupled"):
-            raise ValueError(f"weight_decay_mode must be 'proximal' or 'decoupled', got {weight_decay_mode!r}")
+            raise ValueError(f"weight_decay_mode must be one of 'proximal', 'decoupled', got {weight_decay_mode!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.weight_decay_mode = weight_decay_mode
         self.adapt_lower_bound = bool(adapt_lower_bound)

@@ -1,17 +1,10 @@
-"""D-Adaptation: SGD, AdamW and Lion with an estimated distance-to-solution ``d``.
+"""D-Adaptation: SGD, AdamW and Lion with an estimated distance to the solution ``d``.
 
-Defazio & Mishchenko 2023, "Learning-Rate-Free Learning by D-Adaptation"
-(ICML 2023, arXiv:2301.07733). The updates follow the authors' ``dadaptation``
-package (DAdaptSGD, DAdaptAdam, DAdaptLion); as in :mod:`optreg_paramfree.prodigy`
-a group's ``lr`` multiplies ``d`` for that group, ``per_group_d`` gives every
-group its own estimate, and the estimator's scalars are tensors (no host sync,
-``step_factor`` supported).
-
-Differences from the reference a user may notice: weight decay is read per
-group (DAdaptSGD reads group 0's), a group with ``lr = 0`` does not move
-(DAdaptAdam moves it with its stale first moment, DAdaptLion with the global
-step), and DAdaptSGD keeps no ``z`` buffer (``z = x0 - s`` is recomputed), one
-parameter-sized buffer less.
+Defazio & Mishchenko 2023, "Learning-Rate-Free Learning by D-Adaptation" (ICML 2023,
+arXiv:2301.07733). The updates follow the authors' ``dadaptation`` package (DAdaptSGD, DAdaptAdam,
+DAdaptLion); as in :mod:`optreg_paramfree.optim.prodigy` a group's ``lr`` multiplies ``d`` for that
+group, ``per_group_d`` gives every group its own estimate, and the estimator's scalars are tensors (no
+host sync, ``step_factor`` supported).
 """
 
 from __future__ import annotations
@@ -22,18 +15,17 @@ from typing import Any
 
 import torch
 
-from optreg.optim import gate_grad, params_with_grads
-from optreg_paramfree._common import (
+from optreg.optim import check_betas, check_number, gate_grad, keep_factor, params_with_grads, real_view
+from optreg_paramfree.optim._common import (
     ScopedScalarOptimizer,
     adam_coefficients,
     add_scaled_,
     axpby_,
+    check_growth_rate,
     dot,
     ema_square_,
-    keep_factor,
     l1_norm,
     lr_is_nonzero_number,
-    real_view,
     sum_probe,
 )
 
@@ -41,19 +33,10 @@ __all__ = ["DAdaptAdamW", "DAdaptLion", "DAdaptSGD"]
 
 
 def _check_common(lr: float, weight_decay: float, d0: float, growth_rate: float | None) -> None:
-    if not float(lr) >= 0:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if not weight_decay >= 0:
-        raise ValueError(f"Invalid weight_decay: {weight_decay}")
-    if not d0 > 0:
-        raise ValueError(f"Invalid d0: {d0}")
-    if growth_rate is not None and not growth_rate >= 1:
-        raise ValueError(f"growth_rate must be >= 1, got {growth_rate}")
-
-
-def _check_betas(betas: tuple[float, float]) -> None:
-    if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
-        raise ValueError(f"Invalid betas: {betas}")
+    check_number("lr", lr, ge=0)
+    check_number("weight_decay", weight_decay, ge=0)
+    check_number("d0", d0, gt=0)
+    check_growth_rate(growth_rate)
 
 
 class _DAdapt(ScopedScalarOptimizer):
@@ -65,8 +48,7 @@ class _DAdapt(ScopedScalarOptimizer):
     @property
     def d(self) -> float | list[float]:
         """The current ``d``: one number, or one per group with ``per_group_d``."""
-        values = self._scalar_values("d")
-        return values if self.per_group_d else values[0]
+        return self._estimate("d")
 
     @staticmethod
     def _grow(d: torch.Tensor, d_hat: torch.Tensor, growth: float | None) -> torch.Tensor:
@@ -75,7 +57,29 @@ class _DAdapt(ScopedScalarOptimizer):
 
 
 class DAdaptAdamW(_DAdapt):
-    """D-Adaptation Adam (Defazio & Mishchenko 2023); decoupled (AdamW) weight decay with ``decouple = True``."""
+    """D-Adaptation Adam (Defazio & Mishchenko 2023, arXiv:2301.07733); AdamW's decoupled decay with ``decouple``.
+
+    Per step, over the groups of a scope (all groups, or each alone with ``per_group_d``) whose ``lr``
+    is not 0, with ``g`` the gradient (``+ weight_decay * p`` when not ``decouple``),
+    ``b = sqrt(beta2)`` and ``dlr = d * lr * bc`` (``bc = sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1))``
+    with ``use_bias_correction``, else 1)::
+
+        acc    = sum over params of dlr * <g, s / (sqrt(v) + eps)>     (s and v before this step)
+        m     <- beta1 * m + (1 - beta1) * dlr * g
+        v     <- beta2 * v + (1 - beta2) * g^2
+        s     <- b * s + (1 - b) * dlr * g
+        r     <- b * r + (1 - b) * acc
+        d_hat  = r / ((1 - b) * sum over params of |s|)
+        d_new <- max(d, min(d_hat, growth_rate * d))                    (no cap when growth_rate is unset)
+        p     <- p - dlr * weight_decay * p                             (decouple)
+        p     <- p - m / (sqrt(v) + eps)
+
+    As ``dadaptation.DAdaptAdam``, which the tests match over 50 steps. Where it differs: each group's
+    ``lr`` multiplies ``d`` (the reference raises on different LRs); a group at ``lr = 0`` does not
+    move (DAdaptAdam moves it with its stale first moment); ``per_group_d``; no host sync, and
+    ``step_factor``; ``p.grad`` is never modified. A step whose ``sum |s|`` is 0 leaves ``d``, ``r``
+    and ``k`` as they are.
+    """
 
     def __init__(
         self,
@@ -91,9 +95,8 @@ class DAdaptAdamW(_DAdapt):
         per_group_d: bool = False,
     ) -> None:
         _check_common(lr, weight_decay, d0, growth_rate)
-        _check_betas(betas)
-        if not eps >= 0:
-            raise ValueError(f"Invalid eps: {eps}")
+        check_betas(betas, 2)
+        check_number("eps", eps, ge=0)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -174,7 +177,27 @@ class DAdaptAdamW(_DAdapt):
 
 
 class DAdaptSGD(_DAdapt):
-    """D-Adaptation SGD (Defazio & Mishchenko 2023): dual averaging with momentum, L2 weight decay."""
+    """D-Adaptation SGD (Defazio & Mishchenko 2023, arXiv:2301.07733): dual averaging with momentum.
+
+    Per step, over the groups of a scope (all groups, or each alone with ``per_group_d``) whose ``lr``
+    is not 0, with ``g`` the gradient, ``g0`` the norm of the first step's gradients (before weight
+    decay) and ``x0`` the initial point::
+
+        g     <- g + weight_decay * p
+        dlr    = d * lr / g0
+        r     <- r + sum over params of dlr * <g, s>                    (s before this step)
+        s     <- s + dlr * g
+        d_hat  = 2 * r / sqrt(sum over params of ||s||^2)
+        d_new <- max(d, min(d_hat, growth_rate * d))                    (no cap when growth_rate is unset)
+        p     <- momentum * p + (1 - momentum) * (x0 - s)
+
+    As ``dadaptation.DAdaptSGD``, which the tests match over 50 steps. Where it differs: each group's
+    ``lr`` multiplies ``d`` and uses its own ``weight_decay`` (the reference raises on different LRs
+    and reads group 0's decay); a group at ``lr = 0`` is inactive; ``per_group_d``; no ``z`` buffer
+    (``z = x0 - s`` is recomputed: one parameter-sized buffer less); zero gradients on the first
+    step do not divide by 0 (the first step with a nonzero gradient sets ``g0``); no host sync, and
+    ``step_factor``; ``p.grad`` is never modified.
+    """
 
     SCALARS = ("d", "numerator_weighted", "k", "g0_norm")
 
@@ -189,8 +212,7 @@ class DAdaptSGD(_DAdapt):
         per_group_d: bool = False,
     ) -> None:
         _check_common(lr, weight_decay, d0, growth_rate)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"Invalid momentum: {momentum}")
+        check_number("momentum", momentum, ge=0, lt=1)
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "d0": d0, "growth_rate": growth_rate}
         super().__init__(params, defaults, per_group_d=per_group_d)
 
@@ -266,7 +288,27 @@ class DAdaptSGD(_DAdapt):
 
 
 class DAdaptLion(_DAdapt):
-    """D-Adaptation Lion (the ``dadaptation`` package's DAdaptLion): sign updates scaled by ``d``."""
+    """D-Adaptation Lion (``dadaptation.DAdaptLion``; Lion: Chen et al. 2023, arXiv:2302.06675).
+
+    Per step, over the groups of a scope (all groups, or each alone with ``per_group_d``) whose ``lr``
+    is not 0, with ``g`` the gradient, ``b = sqrt(beta2)`` and ``dlr = d * lr``::
+
+        p     <- p * (1 - dlr * weight_decay)
+        u      = sign(beta1 * m + (1 - beta1) * g)
+        p     <- p - dlr * u
+        m     <- beta2 * m + (1 - beta2) * dlr * g
+        acc    = sum over params of dlr * <u, s>                        (s before this step)
+        s     <- b * s + (1 - b) * dlr * u
+        r     <- b * r + (1 - b) * acc
+        d_hat  = r / ((1 - b) * sum over params of |s|)
+        d_new <- max(d, d_hat)                                          (used from the next step)
+
+    As the reference (experimental there), which the tests match over 50 steps. Where it differs:
+    each group's ``lr`` multiplies ``d``; a group at ``lr = 0`` does not move (DAdaptLion moves it with
+    the global step); ``per_group_d``; a NaN or inf in a gradient makes ``r`` and so ``d`` NaN (one
+    extra read of the interpolation per step), where ``sign(NaN) = 0`` would silently freeze the
+    coordinate; no host sync, and ``step_factor``.
+    """
 
     def __init__(
         self,
@@ -278,7 +320,7 @@ class DAdaptLion(_DAdapt):
         per_group_d: bool = False,
     ) -> None:
         _check_common(lr, weight_decay, d0, None)
-        _check_betas(betas)
+        check_betas(betas, 2)
         defaults = {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay, "d0": d0}
         super().__init__(params, defaults, per_group_d=per_group_d)
 

@@ -1,19 +1,4 @@
-"""COCOB-Backprop: per-coordinate continuous coin betting.
-
-Orabona & Tommasi 2017, "Training Deep Networks without Learning Rates Through
-Coin Betting" (NeurIPS 2017, arXiv:1705.07795), Algorithm 2. Each coordinate
-bets a fraction of its "wealth" (``L + reward``) on the sign of the negative
-gradient sum; the new point is ``x0 + theta / (L * max(G + L, alpha * L)) * (L + reward)``
-with ``theta = -sum g``, ``L = max |g|``, ``G = sum |g|``.
-
-A group's ``lr`` scales the gradients the bettor sees (as in optax's
-``cocob``). COCOB is invariant to the scale of its gradients (``theta``, ``L``,
-``G`` and the reward all scale with them), so every positive ``lr`` gives the
-same trajectory (up to the initial ``L = eps``), and an LR schedule changes
-nothing until it reaches 0; ``lr = 0`` freezes a group. Weight decay is L2.
-Complex params are stepped as their ``torch.view_as_real`` (each real and
-imaginary part bets on its own).
-"""
+"""COCOB-Backprop: per-coordinate continuous coin betting, no learning rate (the rule: :class:`COCOB`)."""
 
 from __future__ import annotations
 
@@ -22,17 +7,28 @@ from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer, gate_grad, params_with_grads
-from optreg_paramfree._common import real_view
+from optreg.optim import OptregOptimizer, check_number, gate_grad, params_with_grads, real_view
 
 __all__ = ["COCOB"]
 
 
 class COCOB(OptregOptimizer):
-    """COCOB-Backprop (Orabona & Tommasi 2017). State per parameter: x0, theta, L, G, reward.
+    """COCOB-Backprop (Orabona & Tommasi 2017, arXiv:1705.07795, Algorithm 2): coordinate-wise coin betting.
 
-    ``lr`` only scales the gradients, to which COCOB is invariant: any positive ``lr`` (and any
-    schedule above 0) gives the same trajectory; 0 freezes the group.
+    Per step and per coordinate, with ``x0`` the initial point (state: ``x0``, ``theta``,
+    ``max_abs_grad`` = L, ``sum_abs_grad`` = G, ``reward``)::
+
+        g      <- lr * (g + weight_decay * p)
+        L      <- max(L, |g|)                    (L starts at eps)
+        G      <- G + |g|
+        reward <- max(reward - g * (p - x0), 0)
+        theta  <- theta - g
+        p      <- x0 + theta / (L * max(G + L, alpha * L)) * (L + reward)
+
+    The paper's Algorithm 2 with ``L`` started at ``eps`` (not 0) and L2 weight decay. ``lr`` scales
+    the gradients, as in optax's ``cocob``; COCOB is invariant to their scale, so any positive ``lr``
+    (and any schedule above 0) gives the same trajectory, and 0 freezes the group. Complex params
+    step as their real view (each part bets on its own).
     """
 
     #: Why an LR schedule is pointless here (``optreg.scheduling.ScheduledLR`` warns with it).
@@ -50,10 +46,10 @@ class COCOB(OptregOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        if not float(lr) >= 0 or not weight_decay >= 0:
-            raise ValueError("lr and weight_decay must be >= 0")
-        if not alpha > 0 or not eps > 0:
-            raise ValueError("alpha and eps must be > 0")
+        check_number("lr", lr, ge=0)
+        check_number("alpha", alpha, gt=0)
+        check_number("eps", eps, gt=0)
+        check_number("weight_decay", weight_decay, ge=0)
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay})
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:

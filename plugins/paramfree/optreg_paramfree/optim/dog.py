@@ -1,17 +1,8 @@
-"""DoG and DoWG: SGD whose step size is a distance over (weighted) gradient norms.
+"""DoG and DoWG: SGD whose step size is a distance travelled over (weighted) gradient norms.
 
-* DoG, Ivgi, Hinder & Carmon 2023, "DoG is SGD's Best Friend: A Parameter-Free
-  Dynamic Step Size Schedule" (ICML 2023, arXiv:2302.12022):
-  ``eta_t = max_{i<=t} ||x_i - x_0|| / sqrt(sum_{i<=t} ||g_i||^2 + eps)``.
-* DoWG, Khaled, Mishchenko & Jin 2023, "DoWG Unleashed: An Efficient Universal
-  Parameter-Free Gradient Descent Method" (NeurIPS 2023, arXiv:2305.16284):
-  ``r_t^2 = max(r_{t-1}^2, ||x_t - x_0||^2)``, ``v_t = v_{t-1} + r_t^2 ||g_t||^2``,
-  ``eta_t = r_t^2 / (sqrt(v_t) + eps)``.
-
-Norms are taken over a scope: all groups (global DoG, the paper's default) or
-each group (``per_group_d``). ``x_t - x_0`` and the gradients include every
-active group of the scope; a group's ``lr`` multiplies ``eta`` for that group.
-Weight decay is L2 (added to the gradient before the norms).
+Norms are taken over a scope: all groups (global DoG, the paper's default) or each group
+(``per_group_d``); a group's ``lr`` multiplies ``eta`` for that group. Weight decay is L2 (added to
+the gradient before the norms). The update rules are in the class docstrings.
 """
 
 from __future__ import annotations
@@ -21,8 +12,8 @@ from typing import Any, Literal
 
 import torch
 
-from optreg.optim import gate_grad, params_with_grads
-from optreg_paramfree._common import ScopedScalarOptimizer, add_scaled_, dot, real_view
+from optreg.optim import check_number, gate_grad, params_with_grads, real_view
+from optreg_paramfree.optim._common import ScopedScalarOptimizer, add_scaled_, dot
 
 __all__ = ["DoG", "DoWG"]
 
@@ -31,6 +22,11 @@ InitStep = Literal["distance", "learning_rate", "heuristic"]
 
 class _DistanceOverGradients(ScopedScalarOptimizer):
     """Shared first pass: ||x - x0||^2 and ||g||^2 over the active groups of a scope."""
+
+    @property
+    def eta(self) -> float | list[float]:
+        """The last step size (before each group's ``lr``): one number, or one per group."""
+        return self._estimate("eta")
 
     def _norms(
         self, scope: list[dict[str, Any]], step_factor: torch.Tensor | None, like: torch.Tensor
@@ -78,12 +74,25 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
 
 
 class DoG(_DistanceOverGradients):
-    """Distance over Gradients (Ivgi et al. 2023).
+    """DoG, Distance over Gradients (Ivgi, Hinder & Carmon 2023, arXiv:2302.12022, Algorithm 1).
 
-    ``init_step`` fixes the first step: ``"distance"`` sets ``r_eps`` to
-    ``init_step_value``; ``"heuristic"`` (the paper's choice) sets it to
-    ``init_step_value * (1 + ||x_0||)``; ``"learning_rate"`` makes the first step
-    size ``init_step_value``. The current step size is ``param_groups[i]["eta"]``.
+    Per step, over the groups of a scope (all groups: the paper's global DoG; each alone with
+    ``per_group_d``) whose ``lr`` is not 0, with ``x0`` the initial point and norms over the scope::
+
+        g     <- g + weight_decay * p
+        r_bar <- max(r_bar, ||p - x0||)          (r_bar starts at r_eps)
+        G     <- G + ||g||^2
+        eta    = r_bar / sqrt(G + eps)
+        p     <- p - lr * eta * g
+
+    ``init_step`` sets the first step: ``"heuristic"`` (the paper's) ``r_eps = init_step_value *
+    (1 + ||x0||)``, ``"distance"`` ``r_eps = init_step_value``, ``"learning_rate"`` ``r_eps = 0`` and
+    ``eta = init_step_value`` on the first step. The current ``eta`` is ``param_groups[i]["eta"]``
+    (and :attr:`eta`). The authors' ``dog-optimizer`` makes every param group its own DoG (here
+    ``per_group_d``; with one group the two agree, which the tests check over 50 steps). Here each
+    group's ``lr`` multiplies ``eta`` and a group at ``lr = 0`` neither moves nor feeds the norms; an
+    inf gradient norm makes ``eta`` NaN (not 0, which would silently freeze every parameter); no host
+    sync, and ``step_factor``.
     """
 
     SCALARS = ("max_dist", "sum_sq_grad", "eta", "k", "x0_norm_sq")
@@ -98,12 +107,12 @@ class DoG(_DistanceOverGradients):
         weight_decay: float = 0.0,
         per_group_d: bool = False,
     ) -> None:
-        if not float(lr) >= 0 or not weight_decay >= 0 or not eps >= 0:
-            raise ValueError("lr, eps and weight_decay must be >= 0")
+        check_number("lr", lr, ge=0)
+        check_number("init_step_value", init_step_value, gt=0)
+        check_number("eps", eps, ge=0)
+        check_number("weight_decay", weight_decay, ge=0)
         if init_step not in ("distance", "learning_rate", "heuristic"):
-            raise ValueError(f"init_step must be 'distance', 'learning_rate' or 'heuristic', got {init_step!r}")
-        if not init_step_value > 0:
-            raise ValueError(f"init_step_value must be > 0, got {init_step_value}")
+            raise ValueError(f"init_step must be one of 'distance', 'learning_rate', 'heuristic', got {init_step!r}")
         defaults = {
             "lr": lr,
             "init_step": init_step,
@@ -115,12 +124,6 @@ class DoG(_DistanceOverGradients):
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         return {"max_dist": 0.0, "sum_sq_grad": 0.0, "eta": 0.0, "k": 0.0, "x0_norm_sq": 0.0}
-
-    @property
-    def eta(self) -> float | list[float]:
-        """The last step size (before each group's ``lr``): one number, or one per group."""
-        values = self._scalar_values("eta")
-        return values if self.per_group_d else values[0]
 
     def _step_scope(self, scope: list[dict[str, Any]], step_factor: torch.Tensor | None, loss: Any) -> None:
         leader = scope[0]
@@ -157,10 +160,21 @@ class DoG(_DistanceOverGradients):
 
 
 class DoWG(_DistanceOverGradients):
-    """Distance over Weighted Gradients (Khaled et al. 2023).
+    """DoWG, Distance over Weighted Gradients (Khaled, Mishchenko & Jin 2023, arXiv:2305.16284, Algorithm 1).
 
-    ``init_estim_sq_dist`` is the initial guess of ``||x_0 - x*||^2`` (``eps`` when
-    unset). The current step size is ``param_groups[i]["eta"]``.
+    Per step, over the groups of a scope (all groups, or each alone with ``per_group_d``) whose
+    ``lr`` is not 0, with ``x0`` the initial point and norms over the scope::
+
+        g   <- g + weight_decay * p
+        r2  <- max(r2, ||p - x0||^2)             (r2 starts at init_estim_sq_dist, or eps)
+        v   <- v + r2 * ||g||^2
+        eta  = r2 / (sqrt(v) + eps)
+        p   <- p - lr * eta * g
+
+    The paper's rule with ``eps`` added to the denominator and each group's ``lr`` multiplying
+    ``eta`` (a group at ``lr = 0`` neither moves nor feeds the norms). The current ``eta`` is
+    ``param_groups[i]["eta"]`` (and :attr:`eta`). An inf gradient norm makes ``eta`` NaN (not 0,
+    which would silently freeze every parameter); no host sync, and ``step_factor``.
     """
 
     SCALARS = ("estim_sq_dist", "weighted_sq_grad", "eta")
@@ -174,22 +188,17 @@ class DoWG(_DistanceOverGradients):
         weight_decay: float = 0.0,
         per_group_d: bool = False,
     ) -> None:
-        if not float(lr) >= 0 or not weight_decay >= 0 or not eps > 0:
-            raise ValueError("lr and weight_decay must be >= 0 and eps > 0")
-        if init_estim_sq_dist is not None and not init_estim_sq_dist > 0:
-            raise ValueError(f"init_estim_sq_dist must be > 0, got {init_estim_sq_dist}")
+        check_number("lr", lr, ge=0)
+        if init_estim_sq_dist is not None:
+            check_number("init_estim_sq_dist", init_estim_sq_dist, gt=0)
+        check_number("eps", eps, gt=0)
+        check_number("weight_decay", weight_decay, ge=0)
         defaults = {"lr": lr, "init_estim_sq_dist": init_estim_sq_dist, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults, per_group_d=per_group_d)
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         init = group["init_estim_sq_dist"]
         return {"estim_sq_dist": group["eps"] if init is None else init, "weighted_sq_grad": 0.0, "eta": 0.0}
-
-    @property
-    def eta(self) -> float | list[float]:
-        """The last step size (before each group's ``lr``): one number, or one per group."""
-        values = self._scalar_values("eta")
-        return values if self.per_group_d else values[0]
 
     def _step_scope(self, scope: list[dict[str, Any]], step_factor: torch.Tensor | None, loss: Any) -> None:
         leader = scope[0]

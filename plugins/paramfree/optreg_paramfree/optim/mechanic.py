@@ -1,24 +1,4 @@
-"""Mechanic: learn a scale for any optimizer's updates.
-
-Cutkosky, Defazio & Mehta 2023, "Mechanic: A Learning Rate Tuner"
-(NeurIPS 2023, arXiv:2306.00144), in the memory-efficient form of the authors'
-optax implementation: the sum of the inner optimizer's updates is recovered
-from the parameters (``Delta = (x - x_ref) / sum(s)``), so Mechanic keeps one
-extra parameter-sized buffer (``x_ref``) plus a few scalars per beta.
-
-Each step: the inner optimizer takes its step from ``x_t`` (update ``u_t``);
-with ``g~ = g + lambda * sum(s) * ||g|| / ||x|| * x``,
-``h = <g~, (x_ref - x_t) / sum(s)>``, and for every beta:
-``m = max(beta m, |h| + eps)``, ``v = beta^2 v + h^2``,
-``r = beta r + clip(h, -m_prev, m_prev) * s``,
-``s = (s_init / n * m + max(r, 0)) / (sqrt(v) + eps)``; then
-``x_{t+1} = x_ref + sum(s) * (Delta_t + u_t)``.
-
-``g`` is the descent direction of the inner optimizer: a group whose options say
-``maximize = True`` (torch's convention, e.g. ``sgd``) contributes ``-grad``, so
-Mechanic learns the scale of an ascent as it does of a descent. Complex
-parameters enter ``h`` and the norms through their real view (``Re<g, x>``).
-"""
+"""Mechanic: learn a scale for any optimizer's updates (Cutkosky, Defazio & Mehta 2023, arXiv:2306.00144)."""
 
 from __future__ import annotations
 
@@ -27,8 +7,20 @@ from typing import Any
 
 import torch
 
-from optreg.optim import WrappedOptimizer, as_scalar, gate_grad, params_with_grads, scalar_dtype
-from optreg_paramfree._common import Scratch, dot, real_view
+from optreg.optim import (
+    Scratch,
+    WrappedOptimizer,
+    as_scalar,
+    check_number,
+    commit_,
+    gate_grad,
+    give_loss,
+    group_device,
+    params_with_grads,
+    real_view,
+    scalar_dtype,
+)
+from optreg_paramfree.optim._common import dot
 
 __all__ = ["Mechanic"]
 
@@ -36,11 +28,32 @@ _SCALARS = ("mechanic_s", "mechanic_m", "mechanic_v", "mechanic_r")
 
 
 class Mechanic(WrappedOptimizer):
-    """Mechanic (Cutkosky et al. 2023) around ``inner``: ``inner`` proposes updates, Mechanic scales them.
+    """Mechanic (Cutkosky, Defazio & Mehta 2023, "Mechanic: A Learning Rate Tuner", arXiv:2306.00144)
+    around ``inner``: the inner optimizer proposes updates, Mechanic learns their scale.
 
-    The learned scale is :attr:`scale` (``sum(s)``), also in every param group as
-    ``mechanic_s`` (one entry per beta). ``weight_decay`` is Mechanic's own
-    decay in its scale estimate, independent of the inner optimizer's.
+    Per step, with ``x`` the params before the step, ``x_ref`` the params when Mechanic first saw
+    them, ``S = sum_j s_j``, ``g`` the inner optimizer's descent direction (``-grad`` in a group with
+    ``maximize``), ``u`` the inner optimizer's update from ``x``, ``n = num_betas`` and
+    ``beta_j = 1 - 0.1^j`` (j = 1..n); norms and inner products over every parameter::
+
+        Delta  = (x - x_ref) / (S + eps)                          (the inner updates summed so far)
+        g~     = g + weight_decay * S * ||g|| / (||x|| + eps) * x
+        h      = -<g~, Delta>
+        r_j   <- beta_j * r_j + clip(h, -m_j, m_j) * s_j          (m_j before this step)
+        m_j   <- max(beta_j * m_j, |h| + eps)
+        v_j   <- beta_j^2 * v_j + h^2
+        s_j   <- (s_init / n * m_j + max(r_j, 0)) / (sqrt(v_j) + eps)
+        x     <- x_ref + sum_j s_j * (Delta + u)
+
+    The memory-efficient form of the authors' optax implementation (``optax.contrib.mechanize``):
+    ``Delta`` is recovered from the parameters, so Mechanic keeps one parameter-sized buffer
+    (``x_ref``), and ``h`` is clipped by the running maximum (not in the paper's first version, nor
+    in ``mechanic-pytorch``, which also starts from ``s = 0`` with ``s_init = 1e-8`` and clamps the
+    reward after each step). ``weight_decay`` is Mechanic's own decay in its scale estimate,
+    independent of the inner optimizer's. The learned scale is :attr:`scale` (``S``), and every
+    param group holds ``mechanic_s`` (one entry per beta). The loss of ``step(closure)`` is handed to
+    a loss-aware inner optimizer (``optreg.optim.give_loss``). Complex params enter ``h`` and the
+    norms through their real view (``Re<g, x>``).
     """
 
     PREFIX = "mechanic_"
@@ -55,10 +68,10 @@ class Mechanic(WrappedOptimizer):
         s_init: float = 1e-6,
         num_betas: int = 6,
     ) -> None:
-        if not weight_decay >= 0 or not eps > 0 or not s_init > 0:
-            raise ValueError("weight_decay must be >= 0, eps and s_init > 0")
-        if not 1 <= num_betas <= 15:
-            raise ValueError(f"num_betas must be in [1, 15], got {num_betas}")
+        check_number("weight_decay", weight_decay, ge=0)
+        check_number("eps", eps, gt=0)
+        check_number("s_init", s_init, gt=0)
+        check_number("num_betas", num_betas, ge=1, le=15)
         self.mechanic_weight_decay = float(weight_decay)
         self.mechanic_eps = float(eps)
         self.s_init = float(s_init)
@@ -75,7 +88,7 @@ class Mechanic(WrappedOptimizer):
             for key in _SCALARS:
                 group[key] = leader[key]
             return
-        device = next((p.device for p in group["params"]), torch.device("cpu"))
+        device = group_device(group)
         dtype = scalar_dtype(device)
         if "mechanic_s" not in group:
             group["mechanic_s"] = torch.full((self.num_betas,), self.s_init, dtype=dtype, device=device)
@@ -133,8 +146,8 @@ class Mechanic(WrappedOptimizer):
             before.append(p.detach().clone(memory_format=torch.preserve_format))
             refs.append(ref)
 
-        if loss is not None and hasattr(self.inner, "latest_loss"):
-            self.inner.latest_loss = loss  # loss-aware inner optimizers (MoMo) get the closure's loss
+        if loss is not None:
+            give_loss(self.inner, loss)  # loss-aware inner optimizers (MoMo) get the closure's loss
         if step_factor is None:
             self.inner.step()
         else:
@@ -148,8 +161,8 @@ class Mechanic(WrappedOptimizer):
         new_r = betas * r + clipped * s
         wealth = (self.s_init / n) * new_m + new_r.clamp(min=0)
         new_s = wealth / (torch.sqrt(new_v) + eps)
-        if sf is not None:
-            take = sf != 0
+        take = None if sf is None else sf != 0
+        if take is not None:
             pairs = ((new_s, s), (new_m, m), (new_v, v), (new_r, r))
             new_s, new_m, new_v, new_r = (torch.where(take, a, b) for a, b in pairs)
         for group in self.param_groups:
@@ -159,11 +172,9 @@ class Mechanic(WrappedOptimizer):
         for (p, _), ref, prev in zip(params, refs, before):
             param, ref_r, prev_r = real_view(p), real_view(ref), real_view(prev)
             step = torch.sub(param, prev_r, out=self.scratch.get(param))  # u_t, the inner update
-            delta = prev_r.clone() if sf is not None else prev_r  # keep x_t for a skipped step
-            delta.sub_(ref_r).div_(s_sum + eps).add_(step)  # Delta_t + u_t
+            delta = prev_r.sub_(ref_r).div_(s_sum + eps).add_(step)  # Delta_t + u_t (prev is ours: a copy)
             torch.addcmul(ref_r, delta, new_sum, out=step)  # x_ref + sum(s) * (Delta_t + u_t)
-            if sf is not None:
-                step = torch.where(sf.to(p.device) != 0, step, prev_r)
-            param.copy_(step)
+            # A skipped step: the inner optimizer (which takes step_factor) left param at x_t: keep it.
+            commit_(param, step, None if take is None else take.to(p.device))
             self.wrapper_state.setdefault(p, {})["mechanic_x_ref"] = ref
         return loss
