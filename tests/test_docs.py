@@ -30,6 +30,7 @@ from optreg_train.specs import TrainSpec
 import optreg
 from optreg.cli import build_parser
 from optreg.registry import KINDS
+from optreg.specs import spec_fields
 from optreg.testing import (
     CAPABILITIES,
     CHECKS,
@@ -139,7 +140,7 @@ def test_reference_pages_cover_every_registered_name(sites: dict[str, Path]) -> 
             cls = registry.spec_class(kind, name)
             if cls.PAPER:
                 assert html.unescape(cls.PAPER) in text
-            for field in attrs.fields(cls):
+            for field in spec_fields(cls):
                 if field.name not in ("group_overrides", "no_decay", "roles"):
                     assert field.name in text, f"{name}: option {field.name} missing from its reference page"
             assert name in index

@@ -297,7 +297,8 @@ def as_scalar(value: Any, device: torch.device) -> torch.Tensor:
 
 
 def _after_load(optimizer: Any) -> None:
-    optimizer._after_load_state_dict()
+    loading = optimizer.__dict__.get("_optimizer_loading") or {}
+    optimizer._after_load_state_dict(loading.get("state_dict"))
 
 
 class OptregOptimizer(torch.optim.Optimizer):
@@ -324,13 +325,32 @@ class OptregOptimizer(torch.optim.Optimizer):
     def _init_transient(self) -> None:
         """(Re)create the attributes named in ``TRANSIENT`` (after unpickling, and from ``__init__``)."""
 
-    def _after_load_state_dict(self) -> None:
+    def _after_load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
         """Runs after torch loaded a state dict and before the user's post-hooks: fix up what torch's load
-        changed (e.g. state it cast to the param's dtype that you keep in another). Override as needed."""
+        changed (it casts floating state to the param's dtype: state you keep wider, e.g. float32 moments
+        under bf16 params, is recovered exactly from ``state_dict``, the dict as loaded, after the user's
+        pre-hooks). Override as needed."""
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's load, with the dict it loads (after the user's pre-hooks) kept for :meth:`_after_load_state_dict`."""
+        captured: dict[str, Any] = {}
+
+        def capture(optimizer: Any, loaded: dict[str, Any]) -> None:
+            captured["state_dict"] = loaded
+
+        handle = self.register_load_state_dict_pre_hook(capture)  # appended: it runs after the user's pre-hooks
+        self.__dict__["_optimizer_loading"] = captured
+        try:
+            super().load_state_dict(state_dict)  # type: ignore[arg-type]
+        finally:
+            handle.remove()
+            self.__dict__.pop("_optimizer_loading", None)
 
     def _register_internal_hooks(self) -> None:
-        # torch pickles no hooks: registered again after unpickling (see __setstate__)
-        self.register_load_state_dict_post_hook(_after_load, prepend=True)
+        # torch pickles no hooks: registered again after unpickling (see __setstate__), once
+        hooks = self.__dict__.get("_optimizer_load_state_dict_post_hooks") or {}
+        if not any(hook is _after_load for hook in hooks.values()):
+            self.register_load_state_dict_post_hook(_after_load, prepend=True)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -460,8 +480,12 @@ class WrappedOptimizer(OptregOptimizer):
             if result is not None:
                 state_dict = result
         self._load_merged_state_dict(state_dict)
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
+        self.__dict__["_optimizer_loading"] = {"state_dict": state_dict}
+        try:
+            for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+                post_hook(self)
+        finally:
+            self.__dict__.pop("_optimizer_loading", None)
 
     def _load_merged_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         inner_state: dict[Any, dict[str, Any]] = {}

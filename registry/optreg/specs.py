@@ -290,7 +290,7 @@ class WrapperSpec(OptimizerSpec):
     keeps of its inner optimizer's (``capabilities()`` is their intersection). Implement :meth:`wrap`.
     """
 
-    inner: OptimizerSpec = field(doc="The wrapped optimizer (a table with its own `type`).")
+    inner: OptimizerSpec = field(doc="The wrapped optimizer (a table with its own `type`).", per_group=False)
 
     def group_option_spec(self) -> OptimizerSpec:
         return self.inner.group_option_spec()

@@ -315,9 +315,9 @@ class KeepsFp32Buffer(GatedSGD):
         for p in group["params"]:
             self.state[p].setdefault("buffer", torch.full(p.shape, 1 / 3, dtype=torch.float32))
 
-    def _after_load_state_dict(self):
-        for state in self.state.values():
-            state["buffer"] = state["buffer"].float()
+    def _after_load_state_dict(self, state_dict):
+        for i, state in enumerate(self.state.values()):  # exact: from the dict as loaded, not torch's bf16 cast
+            state["buffer"] = state_dict["state"][i]["buffer"].float()
 
 
 def test_after_load_runs_before_the_users_post_hooks_and_survives_pickling():
@@ -333,7 +333,11 @@ def test_after_load_runs_before_the_users_post_hooks_and_survives_pickling():
             lambda o, seen=seen: seen.append(next(iter(o.state.values()))["buffer"].dtype)
         )
         target.load_state_dict(saved)
-        assert seen == [torch.float32], "the user's post-hook must see the state after the fix-up"
+        target.load_state_dict(saved)
+        assert seen == [torch.float32] * 2, "the user's post-hook must see the state after the fix-up"
+        hooks = target._optimizer_load_state_dict_post_hooks.values()
+        assert sum(h.__name__ == "_after_load" for h in hooks) == 1, "loading again must not add the fix-up again"
+        assert next(iter(target.state.values()))["buffer"][0].item() == torch.tensor(1 / 3).item(), "not exact"
 
 
 def test_real_view_and_keep_factor():

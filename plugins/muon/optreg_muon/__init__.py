@@ -1,13 +1,45 @@
 """optreg-muon: Muon, NorMuon and Dion, with torch and Triton Newton-Schulz kernels.
 
-``optreg_muon.newton_schulz`` holds the iteration, its coefficient presets and
-preconditioning; ``optreg_muon.triton_ns`` the symmetric Triton kernels;
-``optreg_muon.optim`` the optimizers, usable directly or through the specs
-``muon``, ``normuon`` and ``dion``.
+``optreg_muon.specs`` holds the specs ``muon``, ``normuon`` and ``dion``; ``optreg_muon.optim`` the
+optimizers, usable directly; ``optreg_muon.functional`` the kernels: ``functional.newton_schulz`` (the
+iteration, its coefficient presets and preconditioning), ``functional.triton_ns`` (the symmetric Triton
+kernels) and ``functional.matrix`` (the matrix updates' math).
+
+Importing this package imports no torch: the optimizers and the Newton-Schulz names load on first use.
 """
 
-from optreg_muon.newton_schulz import COEFFICIENT_PRESETS, resolve_coefficients
-from optreg_muon.optim import Dion, Muon, NorMuon
+from __future__ import annotations
 
-__all__ = ["COEFFICIENT_PRESETS", "Dion", "Muon", "NorMuon", "resolve_coefficients"]
+from typing import Any
+
+from optreg_muon.specs import ALL_SPECS, DionSpec, MuonSpec, NorMuonSpec
+
+__all__ = [
+    "ALL_SPECS",
+    "COEFFICIENT_PRESETS",
+    "Dion",
+    "DionSpec",
+    "Muon",
+    "MuonSpec",
+    "NorMuon",
+    "NorMuonSpec",
+    "resolve_coefficients",
+]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Muon": "optreg_muon.optim",
+    "NorMuon": "optreg_muon.optim",
+    "Dion": "optreg_muon.optim",
+    "COEFFICIENT_PRESETS": "optreg_muon.functional.newton_schulz",
+    "resolve_coefficients": "optreg_muon.functional.newton_schulz",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)  # imports torch: only when asked for

@@ -11,14 +11,16 @@ matched parameters' values whichever update they use.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from optreg import FieldValueError, OptimizerSpec, field
-from optreg_muon.optim import Dion, Muon, NorMuon
+from optreg import BuildContext, FieldValueError, OptimizerSpec, field
 
-__all__ = ["DionSpec", "MuonSpec", "NorMuonSpec"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ALL_SPECS", "DionSpec", "MuonSpec", "NorMuonSpec"]
 
 Preset = Literal["muon", "polar_express", "dion", "turbo_aol"]
 Triple = tuple[float, float, float]
@@ -47,7 +49,10 @@ class _RoutedSpec(OptimizerSpec):
         "the adam_* options parametrize either (lion ignores adam_eps).",
     )
     foreach: bool | None = field(
-        None, per_group=False, doc="Batch matrices of one shape into one Newton-Schulz call (None: on)."
+        None,
+        per_group=False,
+        doc="Batch row blocks of one shape into one Newton-Schulz call (None or true: on; false: one call per "
+        "block, the ops of torch.optim.Muon). Not the torch._foreach_* path; no effect on dion's matrices.",
     )
 
     def role_options(self, role: str) -> dict[str, Any] | None:
@@ -64,7 +69,7 @@ class _RoutedSpec(OptimizerSpec):
 
 @attrs.frozen(kw_only=True)
 class MuonSpec(_RoutedSpec):
-    """Muon: SGD momentum then Newton-Schulz orthogonalization of each matrix update.
+    """Muon: EMA momentum, then Newton-Schulz orthogonalization of each matrix update.
 
     Matrices (the ``matrix`` role) get ``lr * ratio * NS(momentum)``, everything else
     AdamW (or Lion: ``non_matrix_algorithm``). Orthogonalized updates equalise all directions of a matrix update, which
@@ -77,7 +82,6 @@ class MuonSpec(_RoutedSpec):
     TYPE: ClassVar[str] = "muon"
     ALGORITHM: ClassVar[str] = "muon"
     PAPER: ClassVar[str] = "Jordan et al. 2024, Muon: An optimizer for hidden layers in neural networks"
-    optimizer_class: ClassVar[type] = Muon
 
     lr: float = field(0.02, ge=0, doc="LR of the orthogonalized matrix update.")
     momentum: float = field(0.95, ge=0, lt=1, doc="EMA momentum of the matrix update.")
@@ -122,6 +126,11 @@ class MuonSpec(_RoutedSpec):
                 "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
             )
 
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_muon.optim import Muon
+
+        return Muon(param_groups, **self.optimizer_kwargs())
+
 
 @attrs.frozen(kw_only=True)
 class NorMuonSpec(MuonSpec):
@@ -136,12 +145,16 @@ class NorMuonSpec(MuonSpec):
     TYPE: ClassVar[str] = "normuon"
     ALGORITHM: ClassVar[str] = "normuon"
     PAPER: ClassVar[str] = "Li et al. 2025, NorMuon: Making Muon more efficient and scalable (arXiv 2510.05491)"
-    optimizer_class: ClassVar[type] = NorMuon
 
     nesterov: bool = field(False, doc="Nesterov momentum (the paper uses plain momentum).")
     adjust_lr: AdjustLR = field("match_rms_adamw", doc="LR factor by shape (see muon); the paper's is match_rms_adamw.")
     muon_beta2: float = field(0.95, ge=0, lt=1, doc="EMA factor of the per-row second moment.")
     normuon_eps: float = field(1e-8, gt=0, doc="Added to the root of the second moment.")
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_muon.optim import NorMuon
+
+        return NorMuon(param_groups, **self.optimizer_kwargs())
 
 
 @attrs.frozen(kw_only=True)
@@ -158,7 +171,6 @@ class DionSpec(_RoutedSpec):
     TYPE: ClassVar[str] = "dion"
     ALGORITHM: ClassVar[str] = "dion"
     PAPER: ClassVar[str] = "Ahn et al. 2025, Dion: Distributed Orthonormalized Updates (arXiv 2504.05295)"
-    optimizer_class: ClassVar[type] = Dion
 
     lr: float = field(0.02, ge=0, doc="LR of the orthonormalized matrix update.")
     mu: float = field(0.95, ge=0, lt=1, doc="Momentum factor (share of the used momentum kept).")
@@ -176,3 +188,12 @@ class DionSpec(_RoutedSpec):
     def __attrs_post_init__(self) -> None:
         if not self.flatten:
             raise FieldValueError("flatten", "dion orthonormalizes 2-D matrices; 3-D+ params need flatten = true")
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_muon.optim import Dion
+
+        return Dion(param_groups, **self.optimizer_kwargs())
+
+
+#: Every spec class of this family; plugin.py registers them.
+ALL_SPECS: tuple[type, ...] = (MuonSpec, NorMuonSpec, DionSpec)

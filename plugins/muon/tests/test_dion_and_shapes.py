@@ -3,7 +3,7 @@
 import pytest
 import torch
 from optreg_muon import Dion, Muon
-from optreg_muon.newton_schulz import newton_schulz, polar_factor, resolve_coefficients
+from optreg_muon.functional.newton_schulz import newton_schulz, polar_factor, resolve_coefficients
 from torch import nn
 
 import optreg

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from optreg_muon import Dion, Muon, NorMuon
-from optreg_muon.newton_schulz import newton_schulz, resolve_coefficients
+from optreg_muon.functional.newton_schulz import newton_schulz, resolve_coefficients
 from torch import nn
 
 ADAM = {"adam_lr": 0.123, "adam_betas": (0.8, 0.9), "adam_eps": 1e-6, "adam_weight_decay": 0.01}
@@ -127,7 +127,7 @@ def test_float64_unequal_blocks_scale_by_float64_ratios() -> None:
 def test_float64_newton_schulz_reaches_float64_accuracy(preconditioning: str) -> None:
     """ns_dtype float64: the iteration and its preconditioning keep float64, so Polar Express converges to the
     polar factor within 1e-12 (measured 2e-15); a float32 rounding anywhere would leave about 1e-7."""
-    from optreg_muon.newton_schulz import polar_factor
+    from optreg_muon.functional.newton_schulz import polar_factor
 
     g = torch.Generator().manual_seed(0)
     G = torch.randn(24, 16, generator=g, dtype=torch.float64)

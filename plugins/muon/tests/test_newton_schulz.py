@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from optreg_muon.newton_schulz import (
+from optreg_muon.functional.newton_schulz import (
     COEFFICIENT_PRESETS,
     PRECONDITIONINGS,
     newton_schulz,

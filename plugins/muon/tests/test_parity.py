@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from optreg_muon import Muon, NorMuon
-from optreg_muon.newton_schulz import resolve_coefficients
+from optreg_muon.functional.newton_schulz import resolve_coefficients
 from torch import nn
 
 import optreg
@@ -129,7 +129,7 @@ def test_normuon_equals_the_paper_rule() -> None:
     opt = NorMuon([p], lr=lr, momentum=beta1, muon_beta2=beta2, weight_decay=wd, ns_dtype="float32",
                   ns_backend="torch")
     coefficients = resolve_coefficients("muon", 5)
-    from optreg_muon.newton_schulz import newton_schulz
+    from optreg_muon.functional.newton_schulz import newton_schulz
 
     m = torch.zeros(shape)
     v = torch.zeros(shape[0], 1)

@@ -12,8 +12,8 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton", reason="the Triton kernels are an optional extra: pip install 'optreg-muon[triton]'")
 pytest.importorskip("numpy", reason="Triton's CPU interpreter needs numpy")
 
-from optreg_muon import triton_ns
-from optreg_muon.newton_schulz import newton_schulz, resolve_coefficients
+from optreg_muon.functional import triton_ns
+from optreg_muon.functional.newton_schulz import newton_schulz, resolve_coefficients
 
 
 def _device() -> str:

@@ -5,20 +5,48 @@
 ``optimizer.train()`` before training steps and ``optimizer.eval()`` before
 evaluating; :func:`reestimate_batchnorm` recomputes BatchNorm statistics at the
 averaged point.
+
+Importing this package registers nothing and imports no torch: the optreg core loads
+``optreg_schedulefree.plugin`` (which imports ``specs`` only) through the ``optreg`` entry point
+group. The optimizer classes and :func:`reestimate_batchnorm` load on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["reestimate_batchnorm"]
+from optreg_schedulefree.specs import (
+    ALL_SPECS,
+    ScheduleFreeAdamWSpec,
+    ScheduleFreeRAdamSpec,
+    ScheduleFreeSGDSpec,
+    ScheduleFreeSpec,
+)
+
+#: What ``optreg_schedulefree.optim`` provides (it imports torch: loaded when one is asked for).
+_OPTIM = (
+    "ScheduleFree",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeOptimizer",
+    "ScheduleFreeRAdam",
+    "ScheduleFreeSGD",
+    "reestimate_batchnorm",
+)
+
+__all__ = [
+    "ALL_SPECS",
+    "ScheduleFreeAdamWSpec",
+    "ScheduleFreeRAdamSpec",
+    "ScheduleFreeSGDSpec",
+    "ScheduleFreeSpec",
+    *_OPTIM,
+]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: loading the plugin (optreg_schedulefree.plugin) must not import torch.
-    if name == "reestimate_batchnorm":
-        from optreg_schedulefree.batchnorm import reestimate_batchnorm
+    if name in _OPTIM:  # imports torch: only when asked for
+        from optreg_schedulefree import optim
 
-        return reestimate_batchnorm
-    raise AttributeError(f"module 'optreg_schedulefree' has no attribute {name!r}")
+        return getattr(optim, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

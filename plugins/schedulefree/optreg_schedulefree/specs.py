@@ -1,19 +1,24 @@
 """Spec classes of the schedule-free optimizers (what TOML's ``type = "..."`` selects).
 
-Importing this module does not import torch; the optimizer classes load when a
-spec is built.
+No torch import at module load (the registry imports this module for every ``optreg`` command): a
+spec's ``create()`` (the wrapper's ``wrap()``) imports its optimizer class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from optreg import FieldValueError, OptimizerSpec, field
+from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg_schedulefree._momentum import inner_momentum
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
+    "ALL_SPECS",
     "ScheduleFreeAdamWSpec",
     "ScheduleFreeRAdamSpec",
     "ScheduleFreeSGDSpec",
@@ -74,7 +79,7 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
 
-    def create(self, param_groups, context):
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeAdamW
 
         return ScheduleFreeAdamW(param_groups, **self.optimizer_kwargs())
@@ -108,7 +113,7 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
 
-    def create(self, param_groups, context):
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeRAdam
 
         return ScheduleFreeRAdam(param_groups, **self.optimizer_kwargs())
@@ -132,22 +137,10 @@ class ScheduleFreeSGDSpec(OptimizerSpec):
     maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
 
-    def create(self, param_groups, context):
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeSGD
 
         return ScheduleFreeSGD(param_groups, **self.optimizer_kwargs())
-
-
-def inner_momentum(options: Mapping[str, Any]) -> tuple[str, float] | None:
-    """``(name, value)`` of a nonzero momentum among an optimizer's options (``betas`` means betas[0]), else None."""
-    for name in ("momentum", "beta1", "beta"):
-        value = options.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return name, float(value)
-    betas = options.get("betas")
-    if isinstance(betas, (tuple, list)) and betas and isinstance(betas[0], (int, float)) and betas[0] > 0:
-        return "betas", float(betas[0])
-    return None
 
 
 def _momentum_error(options: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -160,7 +153,7 @@ def _momentum_error(options: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 @attrs.frozen(kw_only=True)
-class ScheduleFreeSpec(OptimizerSpec):
+class ScheduleFreeSpec(WrapperSpec):
     """Make any registered optimizer schedule-free: `inner` steps on z, the wrapper averages and interpolates.
 
     Turn the inner optimizer's momentum off (the wrapper rejects it otherwise) and give it a
@@ -169,6 +162,9 @@ class ScheduleFreeSpec(OptimizerSpec):
 
     TYPE: ClassVar[str] = "schedule_free"
     PAPER: ClassVar[str] = PAPER
+    #: ``step_factor`` when the inner optimizer supports it (the wrapper gates its own updates by it).
+    #: ``foreach`` is not passed on: the wrapper has no such option (set it on ``inner``).
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor"})
 
     inner: OptimizerSpec = field(doc="The base optimizer (a table with its `type`), momentum off.")
     momentum: float = field(0.9, gt=0, lt=1, per_group=False, doc="Interpolation coefficient beta between x and z.")
@@ -191,24 +187,11 @@ class ScheduleFreeSpec(OptimizerSpec):
             if found:
                 raise FieldValueError("group_overrides", found[1], index=i)
 
-    def group_option_spec(self) -> OptimizerSpec:
-        return self.inner
-
-    def capabilities(self) -> frozenset[str]:
-        """``step_factor`` when the inner optimizer supports it (the wrapper gates its own updates by it).
-
-        ``foreach`` is not passed on: the wrapper has no such option (set it on ``inner``).
-        """
-        return self.inner.capabilities() & {"step_factor"}
-
-    def role_options(self, role: str) -> dict[str, Any] | None:
-        return self.inner.role_options(role)
-
-    def create(self, param_groups, context):
-        from optreg_schedulefree.wrapper import ScheduleFree
+    def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_schedulefree.optim import ScheduleFree
 
         return ScheduleFree(
-            self.inner.create(param_groups, context),
+            inner,
             momentum=self.momentum,
             weight_decay_at_y=self.weight_decay_at_y,
             r=self.r,
@@ -216,4 +199,5 @@ class ScheduleFreeSpec(OptimizerSpec):
         )
 
 
-ALL_SPECS = (ScheduleFreeAdamWSpec, ScheduleFreeSGDSpec, ScheduleFreeRAdamSpec, ScheduleFreeSpec)
+#: Every spec class of this family; plugin.py registers them.
+ALL_SPECS: tuple[type, ...] = (ScheduleFreeAdamWSpec, ScheduleFreeSGDSpec, ScheduleFreeRAdamSpec, ScheduleFreeSpec)

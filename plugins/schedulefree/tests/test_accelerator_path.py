@@ -2,19 +2,22 @@
 
 A plain step on CPU passes its coefficients to the elementwise ops as Python floats; a
 ``step_factor`` step, and every step on a GPU, passes 0-dim tensors so nothing waits on the device.
-CI has no GPU, so these tests also switch the CPU to the tensor form (``HOST_SCALARS_ON_CPU =
-False``): the conformance kit runs again on that path, and both paths keep the step_factor contract
-(a factor of 1 equals the plain step bit for bit) in float32, float64 and bfloat16.
+CI has no GPU, so these tests also switch the CPU to the tensor form (the core's
+``optreg.optim.accelerator_path()``): the conformance kit runs again on that path, and both paths
+keep the step_factor contract (a factor of 1 equals the plain step bit for bit) in float32, float64
+and bfloat16.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
-from optreg_schedulefree import _common
 from test_kit import TEST_PLUGIN
 
 import optreg
+from optreg.optim import accelerator_path, host_scalars
 from optreg.testing import OptimizerCase, OptimizerConformance, assert_state_equal, assert_step_factor_contract
 from optreg.testing.parity import assert_histories_close, batches, small_model, train
 
@@ -32,11 +35,6 @@ IDS = [f"{s['type']}-{i}" for i, s in enumerate(SPECS)]
 REGISTRY = optreg.Registry(plugins=[TEST_PLUGIN])
 
 
-@pytest.fixture
-def tensor_path(monkeypatch):
-    monkeypatch.setattr(_common, "HOST_SCALARS_ON_CPU", False)
-
-
 def _build(spec, model):
     return REGISTRY.optimizer_spec(spec).build(model)
 
@@ -48,10 +46,12 @@ def _run(spec, steps=12):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_tensor_path_matches_the_float_path(spec, monkeypatch):
+def test_tensor_path_matches_the_float_path(spec):
+    assert host_scalars(torch.device("cpu")), "the plain CPU path must take host floats"
     floats, _ = _run(spec)
-    monkeypatch.setattr(_common, "HOST_SCALARS_ON_CPU", False)
-    tensors, _ = _run(spec)
+    with accelerator_path():
+        assert not host_scalars(torch.device("cpu"))
+        tensors, _ = _run(spec)
     # The ops take their coefficients as floats on one side and 0-dim tensors on the other: the same
     # arithmetic by design, but lerp's two overloads and foreach's fused and unfused forms are distinct
     # kernels, so only a tolerance is promised across machines.
@@ -66,14 +66,13 @@ def _needs_gated_inner(spec):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("path", ["host", "tensor"])
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_step_factor_contract_on_both_paths(spec, path, dtype, monkeypatch):
+def test_step_factor_contract_on_both_paths(spec, path, dtype):
     """A factor of 1 equals the plain step bit for bit (a plain CPU step takes the float form, a
     factor step the tensor form: they must run the same kernels on the same values), a factor of 0
     with NaN gradients changes nothing, in every dtype (bf16 lerp weights take the tensor form in both)."""
     _needs_gated_inner(spec)
-    if path == "tensor":
-        monkeypatch.setattr(_common, "HOST_SCALARS_ON_CPU", False)
-    assert_step_factor_contract(lambda model: _build(spec, model.to(dtype)))
+    with accelerator_path() if path == "tensor" else contextlib.nullcontext():
+        assert_step_factor_contract(lambda model: _build(spec, model.to(dtype)))
 
 
 class TestTensorPathKit(OptimizerConformance):
@@ -98,8 +97,9 @@ class TestTensorPathKit(OptimizerConformance):
     ]
 
     @pytest.fixture(autouse=True)
-    def _tensor_path(self, monkeypatch):
-        monkeypatch.setattr(_common, "HOST_SCALARS_ON_CPU", False)
+    def _tensor_path(self):
+        with accelerator_path():
+            yield
 
     def make_registry(self) -> optreg.Registry:
         return optreg.Registry(plugins=[TEST_PLUGIN])
@@ -120,3 +120,36 @@ def test_complex_foreach_and_loop_agree(spec):
     # per-tensor and multi-tensor are different code paths: a tolerance (the kit's parity default)
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
     assert_state_equal(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts reads of a tensor value on the host (``float(t)``, ``bool(t)``, ``.item()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_core_switch_chooses_the_path_of_a_plain_step(spec):
+    """A plain CPU step reads its coefficients once per group as floats; under the core's
+    ``accelerator_path()`` the same step reads nothing on the host (the path an accelerator takes)."""
+    if spec.get("inner", {}).get("type") == "sgd":
+        pytest.skip("torch's SGD reads its LR and step on the host itself")
+    model = small_model()
+    optimizer = _build(spec, model)
+    train(model, optimizer, batches(2))
+    counts = []
+    for path in (contextlib.nullcontext(), accelerator_path()):
+        model.zero_grad()
+        x, y = batches(1)[0]
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        with path, _HostReads() as reads:
+            optimizer.step()
+        counts.append(reads.count)
+    assert counts[0] > 0 and counts[1] == 0, counts

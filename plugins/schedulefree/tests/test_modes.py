@@ -158,8 +158,8 @@ def test_batchnorm_helper_with_a_custom_forward_and_the_wrapper():
 
 
 def test_wrapper_rejects_an_inner_optimizer_with_momentum():
+    from optreg_schedulefree import ScheduleFree
     from optreg_schedulefree.specs import inner_momentum
-    from optreg_schedulefree.wrapper import ScheduleFree
 
     model = small_model()
     with pytest.raises(ValueError, match=r"momentum = 0\.9; set it to 0"):
@@ -172,7 +172,7 @@ def test_wrapper_rejects_an_inner_optimizer_with_momentum():
 
 
 def test_wrapper_weights_use_lr_times_d_of_an_adaptive_inner_optimizer():
-    from optreg_schedulefree.wrapper import ScheduleFree
+    from optreg_schedulefree import ScheduleFree
 
     from optreg.optim import OptregOptimizer
 

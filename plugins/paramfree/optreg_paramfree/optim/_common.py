@@ -160,7 +160,7 @@ class ScopedScalarOptimizer(OptregOptimizer):
             if key not in group:
                 group[key] = as_scalar(value, device)
 
-    def _after_load_state_dict(self) -> None:
+    def _after_load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
         for group in self.param_groups:  # a checkpoint may have been mapped to another device
             device = group_device(group)
             for key in self.SCALARS:

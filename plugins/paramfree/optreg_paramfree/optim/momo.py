@@ -8,7 +8,7 @@ step consumes it, so a stale loss is never reused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -65,7 +65,7 @@ class _LossModel(OptregOptimizer):
         for key, value in zip(_SCALARS, (0.0, 0.0, self.lower_bound, 0.0)):
             group.setdefault(key, torch.full((), value, dtype=scalar_dtype(device), device=device))
 
-    def _after_load_state_dict(self) -> None:
+    def _after_load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
         leader = self.param_groups[0]  # a checkpoint may have been mapped to another device
         device = group_device(leader)
         values = {key: as_scalar(leader[key], device) for key in _SCALARS}

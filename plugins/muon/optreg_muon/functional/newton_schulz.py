@@ -210,7 +210,7 @@ def _products(backend: Backend, dtype: torch.dtype, device: torch.device):
                              "'torch' or 'auto' for float64")
         return _TorchProducts(dtype, emulate=False)
     if backend == "triton" or (backend == "auto" and device.type == "cuda"):
-        from optreg_muon import triton_ns
+        from optreg_muon.functional import triton_ns
 
         if triton_ns.available(device):
             return triton_ns.TritonProducts(dtype)

@@ -1,65 +1,32 @@
-"""Small helpers shared by the schedule-free optimizers and the wrapper.
+"""The step coefficients of the schedule-free optimizers and the wrapper, in the form each op takes.
 
 Step coefficients (interpolation weights, the step size, the second-moment decay and its bias
 correction) are 0-dim float64 tensors, computed from the group's 0-dim step counters, so that a
 ``step_factor`` step needs no host sync. The elementwise ops take them in one of two forms:
 
-* a plain step on CPU (:func:`host_scalars`) passes Python floats, read once per group, to the ops
-  whose Python-number and 0-dim-tensor overloads run the same kernel on the same value:
+* a plain step on CPU (:func:`optreg.optim.host_scalars`) passes Python floats, read once per group,
+  to the ops whose Python-number and 0-dim-tensor overloads run the same kernel on the same value:
   ``mul_`` and ``div`` (the CPU kernels read a 0-dim operand as a scalar either way) and ``lerp_``
   on float32/float64 (both overloads cast the weight to the tensor's dtype and share one formula);
-* a ``step_factor`` step, and every step on an accelerator, passes the 0-dim tensors (no host read).
+* a ``step_factor`` step, every step on an accelerator, and every step under
+  :func:`optreg.optim.accelerator_path` passes the 0-dim tensors (no host read).
 
 Ops with no overload that takes a tensor coefficient the same way (``y += c * u``) take the tensor
 in both. So a plain step and one with ``step_factor = 1`` run the same kernels on the same values
 and agree bit for bit, on every machine.
+
+:func:`optreg.optim.coef` makes the same choice per call; :class:`Coefficients` makes it once per
+group and step (the floats are read once, the casts to a dtype done once), and knows which ops may
+take a float at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
-__all__ = [
-    "Coefficients",
-    "Scratch",
-    "group_device",
-    "host_scalars",
-    "pick_foreach",
-    "real",
-]
-
-
-def group_device(group: Mapping[str, Any]) -> torch.device:
-    """The device of the group's first param (CPU for an empty group): where its step scalars live."""
-    return next((p.device for p in group["params"]), torch.device("cpu"))
-
-
-def pick_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:
-    """``foreach=None`` picks the multi-tensor path on accelerators and the per-tensor loop on CPU.
-
-    On CPU the loop is faster than ``torch._foreach_*`` (measured on the project's machines).
-    """
-    if foreach is not None:
-        return bool(foreach)
-    return bool(params) and all(p.device.type not in ("cpu", "meta") for p in params)
-
-
-def real(t: torch.Tensor) -> torch.Tensor:
-    """``torch.view_as_real(t)`` for a complex tensor (each part stepped as a real number), else ``t``."""
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-#: Pass step coefficients to elementwise ops as Python floats in plain CPU steps (see the module doc).
-#: Tests turn it off to run the accelerator code path (0-dim tensor coefficients) on CPU.
-HOST_SCALARS_ON_CPU = True
-
-
-def host_scalars(device: torch.device) -> bool:
-    """Whether plain steps on ``device`` take the host-float form (CPU) or the tensor form (accelerators)."""
-    return HOST_SCALARS_ON_CPU and device.type == "cpu"
+__all__ = ["Coefficients"]
 
 
 #: dtypes whose ``lerp_`` gives the same result for a Python-float weight and a 0-dim tensor weight
@@ -70,8 +37,9 @@ _EXACT_LERP = (torch.float32, torch.float64)
 class Coefficients:
     """The coefficients of one step of one group: 0-dim tensors, and Python floats when ``host``.
 
-    ``host`` is true only for a plain (no ``step_factor``) step on CPU; the floats are read once here,
-    not per tensor. See the module doc for which ops may take which form.
+    ``host`` is ``step_factor is None and optreg.optim.host_scalars(device)``: true only for a plain step
+    on CPU outside :func:`optreg.optim.accelerator_path`; the floats are read once here, not per tensor.
+    See the module doc for which ops may take which form.
     """
 
     def __init__(self, tensors: Mapping[str, torch.Tensor | None], host: bool) -> None:
@@ -118,20 +86,3 @@ class Coefficients:
         if value is None or not self.host:
             return value
         return bool(value)
-
-
-class Scratch:
-    """Reusable CPU work buffers (a fresh large CPU tensor per op costs page faults)."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def get(self, like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised tensor shaped like ``like`` (a view of the reused buffer on CPU)."""
-        if like.device.type != "cpu":
-            return torch.empty_like(like, memory_format=torch.contiguous_format)
-        key = (like.device, like.dtype)
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.numel() < like.numel():
-            buffer = self._buffers[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
-        return buffer[: like.numel()].view(like.shape)

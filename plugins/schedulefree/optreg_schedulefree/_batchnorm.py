@@ -4,6 +4,9 @@ During training the BatchNorm running statistics follow the training point
 ``y``; the model is evaluated at ``x``, whose activations differ. Like
 ``torch.optim.swa_utils.update_bn`` for weight averaging, this recomputes them
 at ``x`` with a pass over some training batches.
+
+Public as ``optreg_schedulefree.reestimate_batchnorm`` (and ``optreg_schedulefree.optim.reestimate_batchnorm``);
+this module is private.
 """
 
 from __future__ import annotations

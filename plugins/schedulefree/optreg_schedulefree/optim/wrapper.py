@@ -16,10 +16,20 @@ from typing import Any
 
 import torch
 
-from optreg.optim import WrappedOptimizer, as_scalar, params_with_grads
-from optreg_schedulefree._common import Coefficients, Scratch, group_device, host_scalars, real
-from optreg_schedulefree.optim import eval_mode_error
-from optreg_schedulefree.specs import inner_momentum
+from optreg.optim import (
+    Scratch,
+    WrappedOptimizer,
+    as_scalar,
+    check_number,
+    give_loss,
+    group_device,
+    host_scalars,
+    params_with_grads,
+    real_view,
+)
+from optreg_schedulefree._coefficients import Coefficients
+from optreg_schedulefree._momentum import inner_momentum
+from optreg_schedulefree.optim.base import eval_mode_error
 
 __all__ = ["ScheduleFree"]
 
@@ -27,12 +37,31 @@ _SCALARS = ("sf_k", "sf_lr_max", "sf_weight_sum")
 
 
 class ScheduleFree(WrappedOptimizer):
-    """Schedule-free wrapper around ``inner`` (Defazio et al. 2024, "The Road Less Scheduled").
+    """Schedule-free wrapper around ``inner`` (Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky 2024,
+    "The Road Less Scheduled", arXiv:2405.15682; the authors' ``schedulefree.ScheduleFreeWrapper``).
 
-    ``momentum`` is the interpolation coefficient beta; ``weight_decay_at_y``
-    adds decay computed at ``y`` (decay set on the inner optimizer is computed at
-    ``z``); ``r`` and ``weight_lr_power`` shape the averaging weights. Modes as in
-    :class:`~optreg_schedulefree.optim.ScheduleFreeOptimizer`.
+    The parameters hold ``y``; the wrapper keeps ``z`` (``sf_z`` in the state dict). Per step, with
+    ``beta = momentum``, ``k`` steps taken before it, ``wd = weight_decay_at_y`` and ``g`` the gradient
+    taken at ``y``::
+
+        x      =  (y - (1 - beta) * z) / beta
+        z      <- z - lr * wd * y                    (the decay at y moves z, not x)
+        z      <- inner_step(z, g)                   (the inner optimizer steps on z)
+        lr_t   = lr * d                              (lr when the inner optimizer has no d)
+        lr_max <- max(lr_max, lr_t)
+        w      =  (k + 1)^r * lr_max^weight_lr_power
+        W      <- W + w
+        c      =  w / W                              (0 while W = 0)
+        x      <- (1 - c) * x + c * z
+        y      <- (1 - beta) * z + beta * x
+
+    ``lr`` is the group's (inner) LR, so a warmup schedule on the wrapper reaches both the inner step
+    and the weights. ``eval()`` puts ``x`` in the parameters, ``train()`` puts ``y`` back. Differences
+    from the reference wrapper: a fresh wrapper starts in train mode; ``x`` and ``z`` are swapped
+    through a reused work buffer (not an XOR of the bytes); the counters and weights are 0-dim tensors,
+    so ``step(step_factor=t)`` (when the inner optimizer takes it) gates the step with no host sync; the
+    loss of ``step(closure)`` is handed to an inner optimizer that takes it (``optreg.optim.give_loss``);
+    complex params are averaged as their ``view_as_real``.
     """
 
     PREFIX = "sf_"
@@ -48,10 +77,10 @@ class ScheduleFree(WrappedOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
     ) -> None:
-        if not 0.0 < momentum < 1.0:
-            raise ValueError(f"momentum must be in (0, 1), got {momentum}")
-        if not weight_decay_at_y >= 0 or not r >= 0 or not weight_lr_power >= 0:
-            raise ValueError("weight_decay_at_y, r and weight_lr_power must be >= 0")
+        check_number("momentum", momentum, gt=0, lt=1)  # the interpolation: eval() divides by it
+        check_number("weight_decay_at_y", weight_decay_at_y, ge=0)
+        check_number("r", r, ge=0)
+        check_number("weight_lr_power", weight_lr_power, ge=0)
         for i, group in enumerate(inner.param_groups):
             found = inner_momentum(group)
             if found:
@@ -100,7 +129,7 @@ class ScheduleFree(WrappedOptimizer):
             for p in group["params"]:
                 z = self.wrapper_state.get(p, {}).get("sf_z")
                 if z is not None:
-                    real(p).lerp_(real(z), weight)
+                    real_view(p).lerp_(real_view(z), weight)
             group["sf_train_mode"] = to_train
 
     @torch.no_grad()
@@ -143,7 +172,7 @@ class ScheduleFree(WrappedOptimizer):
                 z = self.wrapper_state.get(p, {}).get("sf_z")
                 if z is None:
                     z = p.detach().clone(memory_format=torch.preserve_format)
-                y, zr = real(p), real(z)
+                y, zr = real_view(p), real_view(z)
                 y_before = y.clone() if step_factor is not None else None
                 if self.weight_decay_at_y != 0:
                     zr.addcmul_(y, decays.tensor("z", y.dtype))
@@ -153,8 +182,8 @@ class ScheduleFree(WrappedOptimizer):
                 entries.append((p, z, y_before))
             work.append((group, sf, entries))
 
-        if loss is not None and hasattr(self.inner, "latest_loss"):
-            self.inner.latest_loss = loss
+        if loss is not None:
+            give_loss(self.inner, loss)
         if step_factor is None:
             self.inner.step()
         else:
@@ -177,7 +206,7 @@ class ScheduleFree(WrappedOptimizer):
             coefs = Coefficients({"c_lerp": ckp1 * sf}, host=step_factor is None and host_scalars(k.device))
             for p, z, y_before in entries:
                 self._swap(p, z)  # z: the new z, p: x
-                x, zr = real(p), real(z)
+                x, zr = real_view(p), real_view(z)
                 x.lerp_(zr, coefs.lerp("c_lerp", (x.dtype,)))
                 x.lerp_(zr, 1 - beta)  # p: x -> y
                 if y_before is not None:  # a skipped step: y -> x -> y does not round-trip exactly

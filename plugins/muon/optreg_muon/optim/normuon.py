@@ -1,0 +1,98 @@
+"""NorMuon: Muon plus neuron-wise (per-row) second-moment normalisation of the orthogonalized update."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from optreg.optim import check_number
+from optreg_muon.functional import matrix as F
+from optreg_muon.optim.muon import Muon
+
+__all__ = ["NorMuon"]
+
+
+class NorMuon(Muon):
+    """NorMuon: Muon plus neuron-wise second-moment normalisation (Li et al. 2025, arXiv 2510.05491).
+
+    Per step, for every matrix parameter ``p`` (its matrix view, ``rows x cols``) with gradient ``g``
+    (``-g`` with ``maximize``)::
+
+        buf <- lerp(buf, g, 1 - momentum)
+        u   <- lerp(g, buf, momentum)  if nesterov  else  buf
+        O   <- NewtonSchulz(u)                                    # as Muon
+        v   <- lerp(v, mean_cols(O * O), 1 - muon_beta2)          # one entry per row (neuron)
+        O   <- O / (sqrt(v) + normuon_eps)
+        O   <- O * sqrt(min(rows, cols)) / ||O||_F                # the norm of an orthogonal matrix
+        p   <- p * (1 - lr * weight_decay * mask)                 # mask = 1, or (O * p > 0) with cautious_wd
+        p   <- p - lr * ratio(rows, cols) * O
+
+    With the default ``adjust_lr = "match_rms_adamw"`` (``ratio = 0.2 * sqrt(max(rows, cols))``) the step is
+    the paper's ``0.2 * lr * sqrt(rows * cols) / ||O||_F`` (Algorithm 1); ``nesterov`` defaults to False as
+    in the paper. The non-matrix parameters take AdamW or Lion as in :class:`Muon`. Differences: every
+    Muon option applies to the orthogonalization (presets, preconditioning, row blocks; the normalisation
+    and the ratio then use the whole matrix), and ``v`` (``second_moment``) is kept in float32, or in the
+    param's dtype when wider, also across ``load_state_dict``. The authors' code (zichongli5/NorMuon)
+    differs from the paper: Nesterov, ``sqrt(max(1, rows/cols))``, and ``O`` rescaled to its Frobenius
+    norm before the normalisation instead of ``sqrt(min(rows, cols))``.
+    """
+
+    ALGORITHM = "normuon"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = False,
+        muon_beta2: float = 0.95,
+        normuon_eps: float = 1e-8,
+        adjust_lr: str = "match_rms_adamw",
+        **kwargs: Any,
+    ) -> None:
+        check_number("muon_beta2", muon_beta2, ge=0, lt=1)
+        check_number("normuon_eps", normuon_eps, gt=0)
+        self._normuon = {"muon_beta2": muon_beta2, "normuon_eps": normuon_eps}
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, adjust_lr=adjust_lr, **kwargs)
+
+    def _extra_defaults(self, defaults: dict[str, Any]) -> None:
+        defaults.update(self._normuon)
+
+    def _after_load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
+        """``second_moment`` back in its own precision: torch casts every floating state tensor to its param's
+        dtype, which would round a bf16 param's float32 second moment to bf16 (and the next step would mix
+        the two). The saved tensors come from the dict as loaded, after the user's load pre-hooks."""
+        final = state_dict
+        if final is None:
+            return
+        saved_ids = [i for group in final["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, p in zip(saved_ids, params):
+            saved = final["state"].get(i, {}).get("second_moment")
+            if isinstance(saved, torch.Tensor) and p in self.state:
+                self.state[p]["second_moment"] = saved.to(device=p.device, dtype=F.work_dtype(p.dtype))
+
+    def _matrix_step(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], sf: torch.Tensor | None
+    ) -> None:
+        take = None if sf is None else sf != 0
+        updates = self._momentum(group, params, grads, take, sf)
+        orthogonal = self._orthogonalize(group, updates)
+        lr = float(group["lr"])
+        for p, (update, _shapes) in zip(params, orthogonal):
+            # The second moment and the normalisation run in float32, or in the param's dtype when wider.
+            view = F.matrix_view(update, group["flatten"]).to(F.work_dtype(p.dtype))
+            state = self.state[p]
+            if "second_moment" not in state:
+                state["second_moment"] = torch.zeros((*view.shape[:-1], 1), dtype=view.dtype, device=p.device)
+            normed = F.normuon_normalize_(
+                view, state["second_moment"], beta2=group["muon_beta2"], eps=group["normuon_eps"], take=take
+            )
+            rows, cols = view.shape[-2:]
+            alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], rows, cols)
+            F.decay_and_apply_(
+                p, normed.to(p.dtype), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                cautious=group["cautious_wd"], take=take,
+            )
