@@ -27,7 +27,12 @@ from collections import Counter
 
 import torch
 from optreg_muon import Muon
-from optreg_muon.newton_schulz import native_bf16_gemm, newton_schulz, newton_schulz_flops, resolve_coefficients
+from optreg_muon.functional.newton_schulz import (
+    native_bf16_gemm,
+    newton_schulz,
+    newton_schulz_flops,
+    resolve_coefficients,
+)
 
 CONFIGS = {
     "muon (default: quintic x5, frobenius)": {},
