@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 from optreg_adam import AdamW
-from optreg_adam import algorithms as A
+from optreg_adam import optim as A
 from optreg_adam import functional as F
 
 WIDTH = 1024

@@ -364,7 +364,8 @@ class OptregOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._register_internal_hooks()
-        self._init_transient()
+        if "defaults" in state:  # unpickling; torch's load_state_dict also calls __setstate__ (state and groups only)
+            self._init_transient()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:

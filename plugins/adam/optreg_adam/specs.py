@@ -1,16 +1,22 @@
-"""Spec classes of the Adam family (what TOML's ``type = "..."`` names)."""
+"""Spec classes of the Adam family (what TOML's ``type = "..."`` names).
+
+No torch import at module load: the registry imports this module for every ``optreg`` command.
+A spec's ``create()`` imports its optimizer class from :mod:`optreg_adam.optim` when it builds.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from optreg.specs import FieldValueError, OptimizerSpec, field
-from optreg_adam.adam import Adam, AdamW
-from optreg_adam.algorithms import ADOPT, ACProp, AdEMAMix, LaProp, Madam, SimplifiedAdEMAMix
+from optreg.specs import BuildContext, FieldValueError, OptimizerSpec, field
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
+    "ALL_SPECS",
     "ACPropSpec",
     "ADOPTSpec",
     "AdEMAMixSpec",
@@ -25,7 +31,20 @@ StateDtype = Literal["float32", "bfloat16"]
 
 
 @attrs.frozen(kw_only=True)
-class _AdamCommon(OptimizerSpec):
+class _FamilySpec(OptimizerSpec):
+    """Builds ``optreg_adam.optim.<OPTIMIZER>`` with the spec's options (imported only then: torch loads late)."""
+
+    #: The name of the optimizer class in :mod:`optreg_adam.optim`.
+    OPTIMIZER: ClassVar[str]
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_adam import optim
+
+        return getattr(optim, self.OPTIMIZER)(param_groups, **self.optimizer_kwargs())
+
+
+@attrs.frozen(kw_only=True)
+class _AdamCommon(_FamilySpec):
     """Options shared by the whole family."""
 
     lr: float = field(1e-3, ge=0, doc="Learning rate.")
@@ -54,7 +73,7 @@ class AdamSpec(_AdamCommon):
     TYPE: ClassVar[str] = "adam"
     PAPER: ClassVar[str] = "Kingma & Ba 2015, Adam: A Method for Stochastic Optimization (arXiv:1412.6980)"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor", "foreach"})
-    optimizer_class: ClassVar[type] = Adam
+    OPTIMIZER: ClassVar[str] = "Adam"
 
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient (coupled weight decay).")
     amsgrad: bool = field(False, doc="Use the running maximum of the second moment (AMSGrad, Reddi et al. 2018).")
@@ -87,7 +106,7 @@ class AdamWSpec(AdamSpec):
 
     TYPE: ClassVar[str] = "adamw"
     PAPER: ClassVar[str] = "Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization (arXiv:1711.05101)"
-    optimizer_class: ClassVar[type] = AdamW
+    OPTIMIZER: ClassVar[str] = "AdamW"
 
     weight_decay: float = field(1e-2, ge=0, doc="Decoupled weight decay: params shrink by lr * weight_decay per step.")
 
@@ -109,7 +128,7 @@ class AdEMAMixSpec(_AdamCommon):
         "Pagliardini, Ablin & Grangier 2024, The AdEMAMix Optimizer: Better, Faster, Older (arXiv:2409.03137)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = AdEMAMix
+    OPTIMIZER: ClassVar[str] = "AdEMAMix"
 
     betas: tuple[float, float, float] = field(
         (0.9, 0.999, 0.9999), ge=0, lt=1, doc="Decay rates of the fast EMA, the second moment and the slow EMA."
@@ -136,7 +155,7 @@ class SimplifiedAdEMAMixSpec(_AdamCommon):
         "and Accelerated SGD Variants (arXiv:2502.02431)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = SimplifiedAdEMAMix
+    OPTIMIZER: ClassVar[str] = "SimplifiedAdEMAMix"
 
     lr: float = field(1e-4, ge=0, doc="Learning rate.")
     betas: tuple[float, float] = field((0.99, 0.95), ge=0, lt=1, doc="Momentum and second-moment decay rates.")
@@ -161,7 +180,7 @@ class ADOPTSpec(_AdamCommon):
         "(arXiv:2411.02853)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = ADOPT
+    OPTIMIZER: ClassVar[str] = "ADOPT"
 
     betas: tuple[float, float] = field((0.9, 0.9999), ge=0, lt=1, doc="Momentum and second-moment decay rates.")
     eps: float = field(1e-6, gt=0, doc="Lower bound of the normaliser sqrt(v) (> 0: it also guards 0/0).")
@@ -184,7 +203,7 @@ class LaPropSpec(_AdamCommon):
         "Ziyin, Wang & Ueda 2020, LaProp: Separating Momentum and Adaptivity in Adam (arXiv:2002.04839)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = LaProp
+    OPTIMIZER: ClassVar[str] = "LaProp"
 
     lr: float = field(4e-4, ge=0, doc="Learning rate.")
     eps: float = field(1e-15, ge=0, doc="Added to the normaliser.")
@@ -207,7 +226,7 @@ class ACPropSpec(_AdamCommon):
         "for Adaptive Gradient Methods (arXiv:2110.05454)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = ACProp
+    OPTIMIZER: ClassVar[str] = "ACProp"
 
     eps: float = field(1e-16, ge=0, doc="Added to the centred second moment and to the denominator.")
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (params shrink by lr * weight_decay).")
@@ -225,7 +244,7 @@ def _even(instance: object, attribute: attrs.Attribute, value: int) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class MadamSpec(OptimizerSpec):
+class MadamSpec(_FamilySpec):
     """Madam: magnitude-aware Adam with no eps; the step never depends on the gradient's scale.
 
     Second moments are stored times ``2**scale_log2`` (exact) so squares of tiny gradients do not
@@ -238,7 +257,7 @@ class MadamSpec(OptimizerSpec):
         "Learning compositional functions via multiplicative weight updates (arXiv:2006.14560)"
     )
     CAPABILITIES: ClassVar[frozenset[str]] = _PER_TENSOR
-    optimizer_class: ClassVar[type] = Madam
+    OPTIMIZER: ClassVar[str] = "Madam"
 
     lr: float = field(1e-3, ge=0, doc="Learning rate.")
     betas: tuple[float, float] = field((0.9, 0.999), ge=0, lt=1, doc="Decay rates of the first and second moments.")

@@ -16,8 +16,7 @@ import pickle
 import torch
 from helpers import groups_of, loss_of, make_model
 from optreg_adam import AdamW
-from optreg_adam._common import round_to_bf16_stochastic
-from optreg_adam.functional import adamw_update_
+from optreg_adam.functional import adamw_update_, round_to_bf16_stochastic
 
 
 def _neighbours(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,3 +156,22 @@ def test_complex_params_keep_bf16_moments_as_their_real_view():
     state = next(iter(bf16.state.values()))
     expected = torch.view_as_real(next(iter(plain.state.values()))["exp_avg"]).to(torch.bfloat16)
     assert state["exp_avg"].dtype == torch.bfloat16 and torch.equal(state["exp_avg"], expected)
+
+
+def test_a_load_pre_hook_replacement_is_what_is_kept_and_post_hooks_see_it():
+    """The fp32 moments under bf16 params are restored from the dict torch loads (what the user's pre-hook
+    returned), before the user's post-hooks run; nothing of the fix-up stays registered, over repeated loads."""
+    model, opt = _stepped("float32", dtype=torch.bfloat16)
+    saved = opt.state_dict()
+    replacement = {**saved, "state": {i: {**s, "exp_avg": s["exp_avg"] * 3.0} for i, s in saved["state"].items()}}
+    fresh = AdamW(groups_of(model), state_dtype="float32")
+    fresh.register_load_state_dict_pre_hook(lambda optimizer, state_dict: replacement)
+    seen: list[set[torch.dtype]] = []
+    fresh.register_load_state_dict_post_hook(
+        lambda optimizer: seen.append({s["exp_avg"].dtype for s in optimizer.state.values()}))
+    for _ in range(2):
+        fresh.load_state_dict(saved)
+    assert seen == [{torch.float32}] * 2
+    assert len(fresh._optimizer_load_state_dict_pre_hooks) == 1
+    for i, state in replacement["state"].items():
+        assert torch.equal(fresh.state_dict()["state"][i]["exp_avg"], state["exp_avg"])

@@ -85,7 +85,7 @@ def test_direct_construction_rejects_bad_values(cls, kwargs, match):
 
 
 def test_family_direct_construction_rejects_bad_values():
-    from optreg_adam import algorithms as A
+    from optreg_adam import optim as A
 
     with pytest.raises(ValueError, match="beta"):
         A.AdEMAMix([torch.zeros(2)], betas=(0.9, 0.99, 1.5))
@@ -93,6 +93,51 @@ def test_family_direct_construction_rejects_bad_values():
         A.Madam([torch.zeros(2)], scale_log2=3)
     with pytest.raises(ValueError, match="weight_decay"):
         A.LaProp([torch.zeros(2)], weight_decay=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        ("AdamW", {"lr": -1.0}, "lr must be >= 0, got -1.0"),
+        ("Adam", {"eps": -1e-8}, "eps must be >= 0, got -1e-08"),
+        ("ADOPT", {"eps": 0.0}, "eps must be > 0, got 0.0"),
+        ("ADOPT", {"clip_exponent": 0.0}, "clip_exponent must be > 0, got 0.0"),
+        ("AdEMAMix", {"alpha_warmup": 0}, "alpha_warmup must be >= 1, got 0"),
+        ("AdEMAMix", {"betas": (0.9, 0.999)}, "betas must hold 3 numbers, got 2"),
+        ("SimplifiedAdEMAMix", {"min_beta1": 1.0}, "min_beta1 must be in [0, 1), got 1.0"),
+        ("Madam", {"scale_log2": 122}, "scale_log2 must be in [0, 120], got 122"),
+        ("Madam", {"weight_decay": -0.5}, "weight_decay must be >= 0, got -0.5"),
+    ],
+)
+def test_direct_construction_speaks_the_specs_words(cls, kwargs, message):
+    """A Python user gets the bound and the words a spec file's user gets (optreg.optim.check_number)."""
+    import re
+
+    from optreg_adam import optim as A
+
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        getattr(A, cls)([torch.zeros(2)], **kwargs)
+
+
+def test_the_path_of_a_group_follows_the_one_policy():
+    """Explicit fused/foreach win; unset: torch's fused kernel where it pays, else the compiled step when
+    asked, else optreg.optim.use_foreach (the multi-tensor path only when every param is on an accelerator;
+    ``meta`` tensors stand in for one here)."""
+    from optreg_adam import AdamW
+
+    small, big = [torch.zeros(4, 3)], [torch.zeros(1 << 16)]
+    device = [torch.empty(4, 3, device="meta")]
+    opt = AdamW([torch.zeros(2)])
+    group = dict(opt.param_groups[0])
+    assert opt.impl_for(group, small, small) == "single"
+    assert opt.impl_for(group, big, big) == "fused"
+    assert opt.impl_for(group, device, device) == "foreach"
+    assert opt.impl_for({**group, "compile": True}, device, device) == "compiled"
+    assert opt.impl_for({**group, "foreach": False}, device, device) == "single"
+    assert opt.impl_for({**group, "fused": False}, big, big) == "single"
+    assert opt.impl_for({**group, "foreach": True}, small, small) == "foreach"
+    assert opt.impl_for({**group, "fused": True}, small, small) == "fused"
+    assert opt.impl_for({**group, "state_dtype": "bfloat16"}, device, device) == "single"
 
 
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "float32"])

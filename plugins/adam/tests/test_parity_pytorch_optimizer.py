@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import assert_close_rel
-from optreg_adam import algorithms as A
+from optreg_adam import optim as A
 
 po = pytest.importorskip("pytorch_optimizer", reason="pytorch-optimizer is in this plugin's [test] extra")
 

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 from helpers import assert_close_rel
-from optreg_adam import algorithms as A
+from optreg_adam import optim as A
 
 STEPS = 16
 SHAPES = [(6, 5), (5,), (3, 4)]

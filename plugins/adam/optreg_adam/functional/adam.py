@@ -1,7 +1,7 @@
 """Functional Adam/AdamW: the per-tensor update other plugins call, and the list-based paths.
 
-Public, stable API (other optreg plugins import these; new options only ever
-arrive as keyword arguments with defaults):
+Public, stable API, imported from :mod:`optreg_adam.functional` (other optreg plugins use
+these; new options only ever arrive as keyword arguments with defaults):
 
 * :func:`adamw_update_`: one AdamW (or Adam, ``decoupled=False``) step on one
   tensor, in place. Muon-style optimizers use it for their non-matrix params.
@@ -41,17 +41,9 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from optreg.compiling import can_flatten, ema_, flat, run_compiled
-from optreg_adam._common import (
-    _indices,
-    as_scalar,
-    gate,
-    hash_bits,
-    real_view,
-    round_to_bf16_stochastic,
-    scalar_vectors,
-    seed_of,
-    supports_fused_adam,
-)
+from optreg.optim import as_scalar, keep_factor, real_view, scalar_dtype
+from optreg_adam.functional._common import advance_steps, gate, scalar_vector, signed, supports_fused_adam
+from optreg_adam.functional.rounding import hash_bits, index_like, round_to_bf16_stochastic, seed_of
 
 __all__ = ["FUSED_MIN_NUMEL", "AdamImpl", "AdamScalars", "adam_scalars", "adamw", "adamw_update_", "prefers_fused"]
 
@@ -67,7 +59,8 @@ class AdamScalars(NamedTuple):
     """Step-dependent scalars of one group, as tensors (vectors hold one entry per parameter).
 
     ``keep``: 0-dim bool (``None`` without step_factor); ``decay``: ``1 - lr*wd*sf``
-    (0-dim); ``w1``: ``(1 - beta1)*sf`` (0-dim); ``b2``: ``1 - (1 - beta2)*sf`` (0-dim);
+    (0-dim); ``w1``: ``(1 - beta1)*sf`` (0-dim); ``b2``: ``beta2``, 1 on a skipped step
+    (:func:`optreg.optim.keep_factor`, 0-dim);
     ``inv_bc2_sqrt``: ``1/sqrt(1 - beta2**t)`` (vector); ``neg_step``: ``-lr*sf/(1 - beta1**t)``
     (vector); ``eps`` (0-dim).
     """
@@ -94,25 +87,25 @@ def adam_scalars(
 ) -> AdamScalars:
     """Compute :class:`AdamScalars` for a vector of (already incremented) step counters."""
     # float64: 1 - beta**t in float32 loses ~1e-7 relative to cancellation (torch computes it in double too)
-    device, f64 = steps.device, torch.float64
-    sf = None if step_factor is None else step_factor.to(device=device, dtype=f64)
-    lr_t = as_scalar(lr, device, f64)
-    one = torch.ones((), device=device, dtype=f64)
+    device = steps.device
+    dtype = scalar_dtype(device)
+    sf = None if step_factor is None else step_factor.to(device=device, dtype=dtype)
+    lr_t = as_scalar(lr, device)
+    one = torch.ones((), device=device, dtype=dtype)
     decay = one - lr_t * weight_decay if decoupled else one.clone()
-    w1 = torch.full((), 1.0 - beta1, device=device, dtype=f64)
-    b2c = torch.full((), 1.0 - beta2, device=device, dtype=f64)
-    steps = steps.to(f64).clamp(min=1.0)  # a skipped first step (t = 0) must not divide by 1 - beta**0 = 0
+    w1 = torch.full((), 1.0 - beta1, device=device, dtype=dtype)
+    b2 = torch.full((), beta2, device=device, dtype=dtype) if sf is None else keep_factor(sf, beta2)
+    steps = steps.to(dtype).clamp(min=1.0)  # a skipped first step (t = 0) must not divide by 1 - beta**0 = 0
     bc1 = 1.0 - torch.pow(beta1, steps)
     bc2 = 1.0 - torch.pow(beta2, steps)
     neg_step = -lr_t / bc1
     if sf is not None:
         decay = one - (one - decay) * sf
         w1 = w1 * sf
-        b2c = b2c * sf
         neg_step = neg_step * sf
     keep = None if sf is None else sf != 0
-    eps_t = torch.full((), eps, device=device, dtype=f64)
-    return AdamScalars(keep, decay, w1, one - b2c, torch.rsqrt(bc2), neg_step, eps_t)
+    eps_t = torch.full((), eps, device=device, dtype=dtype)
+    return AdamScalars(keep, decay, w1, b2, torch.rsqrt(bc2), neg_step, eps_t)
 
 
 # ---------------------------------------------------------------- the per-tensor math
@@ -137,7 +130,7 @@ def _adam_tensor(
     decoupled: bool,
 ) -> None:
     """One Adam(W) step on one tensor with state in the param's dtype; every scalar is a tensor."""
-    g = torch.neg(grad) if maximize else grad
+    g = signed(grad, maximize)
     if not decoupled and l2 != 0:
         g = g.add(param, alpha=l2)
     g = gate(g, keep)
@@ -183,7 +176,7 @@ def _adam_tensor_lowp(
     every stored value an unbiased estimate of the float32 recurrence.
     """
     work = torch.promote_types(param.dtype, torch.float32)  # a float64 param is never rounded to float32
-    g = (torch.neg(grad) if maximize else grad).to(work)
+    g = signed(grad, maximize).to(work)
     p32 = param.to(work)
     if not decoupled and l2 != 0:
         g = g.add(p32, alpha=l2)
@@ -272,7 +265,7 @@ def adamw_update_(
               maximize, decoupled)
     if lowp:
         _adam_tensor_lowp(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *common, sr,
-                          seed_of(step, param.numel()), _index_like(param))
+                          seed_of(step, param.numel()), index_like(param))
     else:
         _adam_tensor(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *common)
 
@@ -287,10 +280,6 @@ def prefers_fused(params: Sequence[torch.Tensor], others: Sequence[torch.Tensor]
     """Whether ``impl="auto"`` takes torch's fused kernel: supported tensors, enough elements to pay."""
     total = sum(p.numel() for p in params)
     return total >= FUSED_MIN_NUMEL and supports_fused_adam(list(params) + list(others))
-
-
-def _index_like(t: torch.Tensor) -> torch.Tensor:
-    return _indices(t.numel(), t.device).view(t.shape)
 
 
 # ---------------------------------------------------------------- list-based paths
@@ -340,7 +329,7 @@ def adamw(
         fusable = not lowp and prefers_fused(params, grads) and all(s.device == p.device for s, p in zip(steps, params))
         impl = "fused" if fusable else "single"
     kwargs = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay, "maximize": maximize,
-                  "decoupled": decoupled, "step_factor": step_factor}
+              "decoupled": decoupled, "step_factor": step_factor}
     maxes = list(max_exp_avg_sqs) if amsgrad else []
     if impl == "fused":
         _fused_adam(params, grads, exp_avgs, exp_avg_sqs, maxes, steps, **kwargs)
@@ -355,24 +344,13 @@ def adamw(
         raise ValueError(f"unknown impl {impl!r}; choose auto, fused, single, foreach or compiled")
 
 
-def _step_add(steps: Sequence[torch.Tensor], step_factor: torch.Tensor | None) -> None:
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
-    for s in steps:
-        by_device.setdefault(s.device, []).append(s)
-    for device, group in by_device.items():
-        if step_factor is None:
-            torch._foreach_add_(group, 1.0)
-        else:
-            torch._foreach_add_(group, step_factor.to(device=device, dtype=group[0].dtype))
-
-
 def _single_tensor_adam(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
     maximize, decoupled, step_factor, use_compile=False, salts=None, stochastic_rounding=None,
 ) -> None:
-    _step_add(steps, step_factor)
+    advance_steps(steps, step_factor)
     device = params[0].device
-    s = adam_scalars(scalar_vectors(steps).to(device), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+    s = adam_scalars(scalar_vector(steps).to(device), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                      weight_decay=weight_decay, decoupled=decoupled, step_factor=step_factor)
     inv_bc2 = s.inv_bc2_sqrt.unbind(0)
     neg_step = s.neg_step.unbind(0)
@@ -392,7 +370,7 @@ def _single_tensor_adam(
             extra = (sr, seed, None) if lowp else ()
             to_compile.setdefault(kernel, []).append((*(flat(t) for t in (param, grad, m, v, vmax)), *common, *extra))
         else:
-            extra = (sr, seed, _index_like(param)) if lowp else ()
+            extra = (sr, seed, index_like(param)) if lowp else ()
             kernel(param, grad, m, v, vmax, *common, *extra)
     for kernel, calls in to_compile.items():
         run_compiled(kernel, calls)
@@ -402,13 +380,13 @@ def _multi_tensor_adam(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
     maximize, decoupled, step_factor,
 ) -> None:
-    _step_add(steps, step_factor)
+    advance_steps(steps, step_factor)
     grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(
         [list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), list(max_exp_avg_sqs) or [None] * len(params),
          list(steps)]  # type: ignore[list-item]
     )
     for (device, _), ((p, g, m, v, vmax, st), _) in grouped.items():
-        s = adam_scalars(scalar_vectors(st).to(device), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        s = adam_scalars(scalar_vector(st).to(device), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                          weight_decay=weight_decay, decoupled=decoupled, step_factor=step_factor)
         g = torch._foreach_neg(g) if maximize else list(g)
         if not decoupled and weight_decay != 0:

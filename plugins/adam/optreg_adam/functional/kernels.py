@@ -2,7 +2,7 @@
 
 Each kernel updates one parameter and its state in place. Every step-dependent
 scalar arrives as a 0-dim tensor (computed per group by the optimizer, see
-:mod:`optreg_adam.algorithms`), so the same function runs eagerly or through
+:mod:`optreg_adam.optim`), so the same function runs eagerly or through
 ``torch.compile`` (one graph for every parameter size, no recompiles when the
 LR or the step changes), and the ``step_factor`` gate is a multiplication, not
 a branch. Python floats and bools are per-group constants.
@@ -13,15 +13,11 @@ from __future__ import annotations
 import torch
 
 from optreg.compiling import ema_
-from optreg_adam._common import gate
+from optreg_adam.functional._common import gate, signed
 
 __all__ = ["acprop_", "ademamix_", "adopt_", "laprop_", "madam_", "simplified_ademamix_"]
 
 T = torch.Tensor
-
-
-def _signed(grad: T, maximize: bool) -> T:
-    return torch.neg(grad) if maximize else grad
 
 
 def ademamix_(
@@ -31,7 +27,7 @@ def ademamix_(
     w2: float, maximize: bool,
 ) -> None:
     """AdEMAMix: ``p -= lr * ((m1/bc1 + alpha_t*m2) / (sqrt(v/bc2) + eps) + wd*p)`` (Pagliardini et al. 2024)."""
-    g = gate(_signed(grad, maximize), keep)
+    g = gate(signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
     ema_(m1, g, w1)
@@ -53,7 +49,7 @@ def simplified_ademamix_(
     Morwani et al. 2025; ``b1`` (0-dim) already carries the step_factor gate (1 when skipped);
     ``scale = -lr*sf*sqrt(bc2) [/ sum b1^k]`` (the sum is per-param state, kept by the optimizer).
     """
-    g = gate(_signed(grad, maximize), keep)
+    g = gate(signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
     m.mul_(b1).add_(g)
@@ -74,7 +70,7 @@ def adopt_(
     First step: ``v = g**2`` only. Later: ``m = b1*m + (1-b1)*clip(g / max(sqrt(v), eps), t**0.25)``,
     ``p -= lr*m``, ``v = b2*v + (1-b2)*g**2``. ``keep_m``/``w1``/``neg_lr`` are 0 on the first step.
     """
-    g = _signed(grad, maximize)
+    g = signed(grad, maximize)
     if not decoupled and l2 != 0:
         g = g.add(p, alpha=l2)
     g = gate(g, keep)
@@ -107,7 +103,7 @@ def laprop_(
     reference code, so LR schedules stay correct; the optimizer keeps ``lr_avg`` and passes
     ``neg_step = -sf/bc1``); then ``p *= 1 - lr*wd``.
     """
-    g = gate(_signed(grad, maximize), keep)
+    g = gate(signed(grad, maximize), keep)
     v.mul_(b2).addcmul_(g, g, value=w2)
     denom = v.sqrt().mul_(inv_sqrt_bc2).add_(eps)
     m.mul_(b1).addcmul_(g.div(denom), w1_lr)
@@ -130,7 +126,7 @@ def acprop_(
     momentum before this step's update with ``center_previous`` (optax's rule). The per-step scalars
     ``k1, k2, c_g, c_m, eps_add`` encode the first-step case.
     """
-    g = gate(_signed(grad, maximize), keep)
+    g = gate(signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
     if center_previous:
@@ -156,7 +152,7 @@ def madam_(
     ``v`` is stored times ``2**scale_log2`` (``g_scale = 2**(scale_log2/2)`` scales g exactly),
     so tiny gradients do not underflow; ``neg_scale = -lr*sf*sqrt(bc2)/bc1 * g_scale`` undoes it.
     """
-    g = gate(_signed(grad, maximize), keep)
+    g = gate(signed(grad, maximize), keep)
     if decay is not None:
         p.mul_(decay)
     ema_(m, g, w1)
