@@ -31,8 +31,8 @@ from collections.abc import Callable
 
 import torch
 from optreg_adam import AdamW
-from optreg_adam import optim as A
 from optreg_adam import functional as F
+from optreg_adam import optim as A
 
 WIDTH = 1024
 MEDIAN = False
