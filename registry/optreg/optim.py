@@ -95,7 +95,10 @@ def commit_(dst: torch.Tensor, new: torch.Tensor, take: torch.Tensor | None) -> 
         if new is not dst:
             dst.copy_(new)
         return
-    dst.copy_(torch.where(take, new, dst))
+    if new.dtype == dst.dtype and new.device == dst.device:
+        torch.where(take, new, dst, out=dst)  # in place: one pass, no temporary the size of the param
+    else:
+        dst.copy_(torch.where(take, new, dst))
 
 
 def real_view(t: torch.Tensor) -> torch.Tensor:
