@@ -1,12 +1,54 @@
 """optreg-sign: sign-based optimizers (Lion, Signum, signSGD) for optreg.
 
-The functional layer (:mod:`optreg_sign.functional`) is public and stable:
+Importing this package imports no torch: the optimizer classes and the functional layer load on
+first use (``from optreg_sign import Lion`` imports them then). The functional layer
+(:mod:`optreg_sign.functional`) is public and stable:
 ``lion_update_(param, grad, exp_avg, *, lr, beta1, beta2, weight_decay, maximize=False,
 step_factor=None)`` is what matrix-aware optimizers call for their non-matrix parameters.
 """
 
-from optreg_sign.functional import lion, lion_update_, shape_scale, signum, signum_update_
-from optreg_sign.optim import Lion, Signum
+from __future__ import annotations
 
-__all__ = ["Lion", "Signum", "lion", "lion_update_", "shape_scale", "signum", "signum_update_"]
+import importlib
+from typing import Any
+
+from optreg_sign.specs import ALL_SPECS, LionSpec, SignSGDSpec, SignumSpec
+
+__all__ = [
+    "ALL_SPECS",
+    "Lion",
+    "LionSpec",
+    "SignSGD",
+    "SignSGDSpec",
+    "Signum",
+    "SignumSpec",
+    "lion",
+    "lion_update_",
+    "shape_scale",
+    "signum",
+    "signum_update_",
+]
 __version__ = "0.1.0"
+
+#: Names that import torch, and the module each comes from: loaded on first use.
+_LAZY = {
+    "Lion": "optreg_sign.optim",
+    "SignSGD": "optreg_sign.optim",
+    "Signum": "optreg_sign.optim",
+    "lion": "optreg_sign.functional",
+    "lion_update_": "optreg_sign.functional",
+    "shape_scale": "optreg_sign.functional",
+    "signum": "optreg_sign.functional",
+    "signum_update_": "optreg_sign.functional",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

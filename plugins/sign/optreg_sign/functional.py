@@ -7,7 +7,8 @@ The stable entry points for other plugins are :func:`lion_update_` and
 ``step_factor`` (a 0-dim 0/1 tensor, see :mod:`optreg.optim`) gates a step
 without a host-device sync: with 0 the parameter and every state tensor keep
 their exact bits, even when the gradient holds NaN or inf, because the new
-values are computed and then *selected* (``torch.where``), never blended. With
+values are computed and then committed where the step is taken
+(:func:`optreg.optim.commit_`, a ``torch.where``), never blended. With
 1 the result is the plain step's, bit for bit: both paths do the same
 arithmetic. The eager per-tensor path pays one extra pass per tensor for the
 selection; the compiled path fuses it away (and always gates, so a plain step
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 
 from optreg.compiling import can_flatten, flat
+from optreg.optim import commit_, real_view, use_foreach
 
 __all__ = [
     "lion",
@@ -54,20 +56,17 @@ Number = float | torch.Tensor
 
 
 def _as_real(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """Complex tensors as real views (the sign is taken per real/imaginary component)."""
-    return [torch.view_as_real(t) if t is not None and t.is_complex() else t for t in tensors]
+    """Complex tensors as their real views (:func:`optreg.optim.real_view`): the sign is taken per real
+    and imaginary component."""
+    return [None if t is None else real_view(t) for t in tensors]
 
 
-def _keep_mask(step_factor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    """``step_factor == 0`` on ``device`` (the 'keep the old values' mask), or None."""
+def _take(step_factor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """``step_factor != 0`` on ``device``: the 0-dim "the step is taken" mask of :func:`optreg.optim.commit_`
+    (``None`` for a plain step)."""
     if step_factor is None:
         return None
-    return step_factor.reshape(()).to(device=device, non_blocking=True) == 0
-
-
-def _select_(keep: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
-    """``old = keep ? old : new`` in place, without a host sync."""
-    torch.where(keep, old, new, out=old)
+    return step_factor.reshape(()).to(device=device, non_blocking=True) != 0
 
 
 def shape_scale(shape: Sequence[int]) -> float:
@@ -107,14 +106,15 @@ def _sign_update_(
     owned: bool,
     lr: Number,
     weight_decay: float,
-    keep: torch.Tensor | None,
+    take: torch.Tensor | None,
     scale: float = 1.0,
 ) -> None:
     """``param = param * (1 - lr * weight_decay) - lr * scale * sign(x)``, NaN where ``x`` is NaN or +-inf.
 
-    ``owned``: ``x`` is a temporary of this step (its sign is taken in place). ``keep``: the
-    step_factor mask (True keeps ``param``'s old bits), or None for a plain step. Both the plain and
-    the gated step run the same arithmetic, so a factor of 1 equals the plain step bit for bit.
+    ``owned``: ``x`` is a temporary of this step (its sign is taken in place). ``take``: the
+    step_factor mask (:func:`_take`; False keeps ``param``'s old bits), or None for a plain step. Both
+    the plain and the gated step run the same arithmetic, so a factor of 1 equals the plain step bit
+    for bit.
     """
     lr = _lr_like(lr, param)
     step_lr = lr * scale if scale != 1.0 else lr
@@ -123,7 +123,7 @@ def _sign_update_(
     # eager mode (no single torch op gives a NaN-propagating sign); the gated step folds it into the
     # copy it makes anyway. Keep alpha a float: under torch.compile(opt.step) inductor folds x * (int 0)
     # to 0, not x * 0.0 (checked).
-    if keep is None:
+    if take is None:
         target = param.add_(x, alpha=0.0)
     else:
         target = torch.add(param, x, alpha=0.0)
@@ -134,8 +134,8 @@ def _sign_update_(
         target.addcmul_(direction, step_lr, value=-1)
     else:
         target.add_(direction, alpha=-step_lr)
-    if keep is not None:
-        _select_(keep, param, target)
+    if take is not None:
+        commit_(param, target, take)
 
 
 def _multi_sign_update_(
@@ -145,11 +145,11 @@ def _multi_sign_update_(
     owned: bool,
     lr: float,
     weight_decay: float,
-    keep: torch.Tensor | None,
+    take: torch.Tensor | None,
     scale: float = 1.0,
 ) -> None:
     """:func:`_sign_update_` over lists with ``torch._foreach_*`` ops (``lr`` a Python float)."""
-    if keep is None:
+    if take is None:
         targets = params
         torch._foreach_add_(targets, xs, alpha=0.0)  # NaN / inf in x reach the params (see _sign_update_)
     else:
@@ -162,9 +162,9 @@ def _multi_sign_update_(
     if weight_decay != 0:
         torch._foreach_mul_(targets, 1 - lr * weight_decay)
     torch._foreach_add_(targets, directions, alpha=-(lr * scale if scale != 1.0 else lr))
-    if keep is not None:
+    if take is not None:
         for p, new_p in zip(params, targets):
-            _select_(keep, p, new_p)
+            commit_(p, new_p, take)
 
 
 def _kernel_sign(x: torch.Tensor) -> torch.Tensor:
@@ -189,17 +189,17 @@ def _lion_single_eager(
     beta2: float,
     weight_decay: float,
     maximize: bool,
-    keep: torch.Tensor | None,
+    take: torch.Tensor | None,
 ) -> None:
     """One eager Lion step on one (real) tensor."""
     if maximize:
         grad = torch.neg(grad)
     x = torch.lerp(exp_avg, grad, 1 - beta1)
-    _sign_update_(param, x, owned=True, lr=lr, weight_decay=weight_decay, keep=keep)
-    if keep is None:
+    _sign_update_(param, x, owned=True, lr=lr, weight_decay=weight_decay, take=take)
+    if take is None:
         exp_avg.lerp_(grad, 1 - beta2)
     else:
-        _select_(keep, exp_avg, torch.lerp(exp_avg, grad, 1 - beta2))
+        commit_(exp_avg, torch.lerp(exp_avg, grad, 1 - beta2), take)
 
 
 def _lion_kernel(
@@ -207,10 +207,13 @@ def _lion_kernel(
     grad: torch.Tensor,
     exp_avg: torch.Tensor,
     hyper: torch.Tensor,
-    keep: torch.Tensor,
+    take: torch.Tensor,
     maximize: bool,
 ) -> None:
-    """The compiled Lion step: ``hyper = [lr, 1 - lr*wd, 1 - beta1, 1 - beta2]`` in the compute dtype."""
+    """The compiled Lion step: ``hyper = [lr, 1 - lr*wd, 1 - beta1, 1 - beta2]`` in the compute dtype.
+
+    Always gated (``take`` is a cached True for a plain step), so a plain step and one with factor 1
+    run the same kernel."""
     lr, decay, w1, w2 = hyper[0], hyper[1], hyper[2], hyper[3]
     g = grad.to(hyper.dtype)
     if maximize:
@@ -220,8 +223,8 @@ def _lion_kernel(
     direction = _kernel_sign(m + w1 * (g - m))
     new_p = p * decay - lr * direction
     new_m = m + w2 * (g - m)
-    param.copy_(torch.where(keep, param, new_p.to(param.dtype)))
-    exp_avg.copy_(torch.where(keep, exp_avg, new_m.to(exp_avg.dtype)))
+    commit_(param, new_p.to(param.dtype), take)
+    commit_(exp_avg, new_m.to(exp_avg.dtype), take)
 
 
 @functools.cache
@@ -230,18 +233,18 @@ def _compiled(fn_name: str) -> Any:
     return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
-_FALSE: dict[torch.device, torch.Tensor] = {}
+_TRUE: dict[torch.device, torch.Tensor] = {}
 
 #: Tensors with fewer elements take the eager path even when ``compiled=True``: a compiled call costs
 #: tens of microseconds of guard and wrapper overhead, more than the fused kernel saves on a small tensor.
 COMPILE_MIN_NUMEL = 1 << 16
 
 
-def _never(device: torch.device) -> torch.Tensor:
-    """A cached ``False`` 0-dim tensor on ``device`` (the keep-mask of an ungated compiled step)."""
-    if device not in _FALSE:
-        _FALSE[device] = torch.zeros((), dtype=torch.bool, device=device)
-    return _FALSE[device]
+def _always(device: torch.device) -> torch.Tensor:
+    """A cached ``True`` 0-dim tensor on ``device`` (the take-mask of an ungated compiled step)."""
+    if device not in _TRUE:
+        _TRUE[device] = torch.ones((), dtype=torch.bool, device=device)
+    return _TRUE[device]
 
 
 def _flat(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
@@ -305,16 +308,16 @@ def lion(
 ) -> None:
     """Lion over lists of tensors: compiled, multi-tensor (``foreach``) or per-tensor path.
 
-    ``foreach=None`` picks the multi-tensor path off CPU and the per-tensor loop on CPU
-    (where ``torch._foreach_*`` is slower than a plain loop).
+    ``foreach=None`` picks the multi-tensor path only when every tensor is on an accelerator, the
+    per-tensor loop on CPU (where ``torch._foreach_*`` is slower than a plain loop):
+    :func:`optreg.optim.use_foreach`.
     """
     if not params:
         return
     if compiled:
         _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor)
         return
-    if foreach is None:
-        foreach = params[0].device.type != "cpu"
+    foreach = use_foreach(foreach, params)
     if foreach:
         _multi_tensor_lion(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor)
     else:
@@ -322,17 +325,17 @@ def lion(
 
 
 def _single_tensor_lion(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor) -> None:
-    keeps: dict[torch.device, torch.Tensor | None] = {}
+    takes: dict[torch.device, torch.Tensor | None] = {}
     for param, grad, exp_avg in zip(params, grads, exp_avgs):
         if param.numel() == 0:
             continue
         device = param.device
-        if device not in keeps:
-            keeps[device] = _keep_mask(step_factor, device)
+        if device not in takes:
+            takes[device] = _take(step_factor, device)
         p, g, m = _as_real(param, grad, exp_avg)
         _lion_single_eager(
             p, g, m, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, maximize=maximize,
-            keep=keeps[device],
+            take=takes[device],
         )
 
 
@@ -350,21 +353,21 @@ def _multi_tensor_lion(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, 
         bucket[1].append(g)
         bucket[2].append(m)
     for (device, _), (ps, gs, ms) in buckets.items():
-        keep = _keep_mask(step_factor, device)
+        take = _take(step_factor, device)
         if maximize:
             gs = torch._foreach_neg(gs)
         xs = torch._foreach_lerp(ms, gs, 1 - beta1)
-        _multi_sign_update_(ps, xs, owned=True, lr=lr, weight_decay=weight_decay, keep=keep)
-        if keep is None:
+        _multi_sign_update_(ps, xs, owned=True, lr=lr, weight_decay=weight_decay, take=take)
+        if take is None:
             torch._foreach_lerp_(ms, gs, 1 - beta2)
         else:
             for m, new_m in zip(ms, torch._foreach_lerp(ms, gs, 1 - beta2)):
-                _select_(keep, m, new_m)
+                commit_(m, new_m, take)
 
 
 def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor) -> None:
     kernel = None
-    keeps: dict[torch.device, torch.Tensor] = {}
+    takes: dict[torch.device, torch.Tensor] = {}
     hypers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
     small: list[list[torch.Tensor]] = [[], [], []]
     for param, grad, exp_avg in zip(params, grads, exp_avgs):
@@ -375,16 +378,16 @@ def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maxi
                 small[i].append(t)
             continue
         device = param.device
-        if device not in keeps:
-            keep = _keep_mask(step_factor, device)
-            keeps[device] = _never(device) if keep is None else keep
+        if device not in takes:
+            take = _take(step_factor, device)
+            takes[device] = _always(device) if take is None else take
         p, g, m = _as_real(param, grad, exp_avg)
         key = (device, _compute_dtype(p.dtype))
         if key not in hypers:
             hypers[key] = _lion_hyper(lr, beta1, beta2, weight_decay, *key)
         p, g, m = _flat(p, g, m)
         kernel = kernel or _compiled("lion")
-        kernel(p, g, m, hypers[key], keeps[device], maximize)
+        kernel(p, g, m, hypers[key], takes[device], maximize)
     if small[0]:
         _single_tensor_lion(*small, lr, beta1, beta2, weight_decay, maximize, step_factor)
 
@@ -432,23 +435,23 @@ def _signum_single_eager(
     correct_bias: bool,
     scale: float,
     maximize: bool,
-    keep: torch.Tensor | None,
+    take: torch.Tensor | None,
 ) -> None:
     if maximize:
         grad = torch.neg(grad)
     new_buf = new_step = None
     if buf is not None:
         assert step is not None
-        if keep is None:
+        if take is None:
             new_step, new_buf = step.add_(1), buf.lerp_(grad, 1 - momentum)
         else:
             new_step, new_buf = step + 1, torch.lerp(buf, grad, 1 - momentum)
     x = _signum_direction(grad, new_buf, new_step, momentum, nesterov, correct_bias)
     owned = x is not new_buf and x is not grad
-    _sign_update_(param, x, owned=owned, lr=lr, weight_decay=weight_decay, keep=keep, scale=scale)
-    if buf is not None and keep is not None:
-        _select_(keep, buf, new_buf)
-        _select_(keep, step, new_step)
+    _sign_update_(param, x, owned=owned, lr=lr, weight_decay=weight_decay, take=take, scale=scale)
+    if buf is not None and take is not None:
+        commit_(buf, new_buf, take)
+        commit_(step, new_step, take)
 
 
 def _signum_kernel(
@@ -457,7 +460,7 @@ def _signum_kernel(
     buf: torch.Tensor | None,
     step: torch.Tensor | None,
     hyper: torch.Tensor,
-    keep: torch.Tensor,
+    take: torch.Tensor,
     momentum: float,
     nesterov: bool,
     correct_bias: bool,
@@ -484,10 +487,10 @@ def _signum_kernel(
             direction = g + momentum * (new_m - g)
         else:
             direction = new_m
-        buf.copy_(torch.where(keep, buf, new_m.to(buf.dtype)))
-        step.copy_(torch.where(keep, step, new_step))
+        commit_(buf, new_m.to(buf.dtype), take)
+        commit_(step, new_step, take)
     new_p = param.to(hyper.dtype) * decay - step_lr * _kernel_sign(direction)
-    param.copy_(torch.where(keep, param, new_p.to(param.dtype)))
+    commit_(param, new_p.to(param.dtype), take)
 
 
 def signum_update_(
@@ -547,24 +550,23 @@ def signum(
         _signum_compiled(params, grads, momentum_buffers, steps, lr, momentum, weight_decay, nesterov,
                          correct_bias, use_shape_scaling, maximize, step_factor)
         return
-    if foreach is None:
-        foreach = params[0].device.type != "cpu"
+    foreach = use_foreach(foreach, params)
     if foreach and not isinstance(lr, torch.Tensor) and not (nesterov and correct_bias):
         _multi_tensor_signum(params, grads, momentum_buffers, steps, lr, momentum, weight_decay, nesterov,
                              use_shape_scaling, maximize, step_factor)
         return
-    keeps: dict[torch.device, torch.Tensor | None] = {}
+    takes: dict[torch.device, torch.Tensor | None] = {}
     for param, grad, buf, step in zip(params, grads, momentum_buffers, steps):
         if param.numel() == 0:
             continue
         device = param.device
-        if device not in keeps:
-            keeps[device] = _keep_mask(step_factor, device)
+        if device not in takes:
+            takes[device] = _take(step_factor, device)
         p, g, m = _as_real(param, grad, buf)
         scale = shape_scale(p.shape) if use_shape_scaling else 1.0  # a complex matrix: its real view's shape
         _signum_single_eager(
             p, g, m, step, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-            correct_bias=correct_bias, scale=scale, maximize=maximize, keep=keeps[device],
+            correct_bias=correct_bias, scale=scale, maximize=maximize, take=takes[device],
         )
 
 
@@ -580,14 +582,14 @@ def _multi_tensor_signum(params, grads, bufs, steps, lr, momentum, weight_decay,
         for i, item in enumerate((p, g, m, step)):
             bucket[i].append(item)
     for (device, _, has_buf, scale), (ps, gs, ms, ss) in buckets.items():
-        keep = _keep_mask(step_factor, device)
+        take = _take(step_factor, device)
         if maximize:
             gs = torch._foreach_neg(gs)
         owned = False
         if not has_buf:
             xs = gs
         else:
-            if keep is None:
+            if take is None:
                 torch._foreach_add_(ss, 1)
                 torch._foreach_lerp_(ms, gs, 1 - momentum)
                 new_ss, new_ms = ss, ms
@@ -596,17 +598,17 @@ def _multi_tensor_signum(params, grads, bufs, steps, lr, momentum, weight_decay,
                 new_ms = torch._foreach_lerp(ms, gs, 1 - momentum)
             xs = torch._foreach_lerp(gs, new_ms, momentum) if nesterov else new_ms
             owned = nesterov
-        _multi_sign_update_(ps, xs, owned=owned, lr=lr, weight_decay=weight_decay, keep=keep, scale=scale)
-        if has_buf and keep is not None:
+        _multi_sign_update_(ps, xs, owned=owned, lr=lr, weight_decay=weight_decay, take=take, scale=scale)
+        if has_buf and take is not None:
             for m, new_m, s, new_s in zip(ms, new_ms, ss, new_ss):
-                _select_(keep, m, new_m)
-                _select_(keep, s, new_s)
+                commit_(m, new_m, take)
+                commit_(s, new_s, take)
 
 
 def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nesterov, correct_bias,
                      use_shape_scaling, maximize, step_factor) -> None:
     kernel = None
-    keeps: dict[torch.device, torch.Tensor] = {}
+    takes: dict[torch.device, torch.Tensor] = {}
     small: list[list[Any]] = [[], [], [], []]
     for param, grad, buf, step in zip(params, grads, bufs, steps):
         if param.numel() == 0:
@@ -616,9 +618,9 @@ def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nes
                 small[i].append(t)
             continue
         device = param.device
-        if device not in keeps:
-            keep = _keep_mask(step_factor, device)
-            keeps[device] = _never(device) if keep is None else keep
+        if device not in takes:
+            take = _take(step_factor, device)
+            takes[device] = _always(device) if take is None else take
         p, g, m = _as_real(param, grad, buf)
         scale = shape_scale(p.shape) if use_shape_scaling else 1.0
         dtype = _compute_dtype(p.dtype)
@@ -630,7 +632,7 @@ def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nes
             hyper = hyper.to(device, non_blocking=True)
         p, g, m = _flat(p, g, m)
         kernel = kernel or _compiled("signum")
-        kernel(p, g, m, step, hyper, keeps[device], momentum, nesterov, correct_bias, maximize)
+        kernel(p, g, m, step, hyper, takes[device], momentum, nesterov, correct_bias, maximize)
     if small[0]:
         signum(*small, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
                correct_bias=correct_bias, use_shape_scaling=use_shape_scaling, maximize=maximize,

@@ -1,15 +1,24 @@
-"""Spec classes of the sign family: ``lion``, ``signum`` and ``signsgd``."""
+"""Spec classes of the sign family: ``lion``, ``signum`` and ``signsgd``.
+
+No torch import at module load: the registry imports this module for every ``optreg`` command
+(and ``optreg-skipstep`` subclasses :class:`LionSpec`). Each spec imports its optimizer in ``create()``.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from optreg import FieldValueError, OptimizerSpec, field
-from optreg_sign.optim import Lion, Signum
+from optreg import BuildContext, FieldValueError, OptimizerSpec, field
 
-__all__ = ["LionSpec", "SignSGDSpec", "SignumSpec"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ALL_SPECS", "LionSpec", "SignSGDSpec", "SignumSpec"]
+
+_FOREACH_DOC = "Multi-tensor path (None: only when every parameter is on an accelerator; off on CPU)."
+_COMPILE_DOC = "Fused torch.compile kernel (fastest; the first step compiles for seconds)."
 
 
 @attrs.frozen(kw_only=True)
@@ -23,7 +32,6 @@ class LionSpec(OptimizerSpec):
 
     TYPE: ClassVar[str] = "lion"
     PAPER: ClassVar[str] = "Chen et al. 2023, Symbolic Discovery of Optimization Algorithms, arXiv:2302.06675"
-    optimizer_class: ClassVar[type | None] = Lion
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor", "foreach"})
 
     lr: float = field(1e-4, ge=0, doc="Learning rate (the size of every coordinate's step).")
@@ -32,16 +40,17 @@ class LionSpec(OptimizerSpec):
     )
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay: p *= 1 - lr * weight_decay.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
-    foreach: bool | None = field(
-        None, per_group=False, doc="Multi-tensor path (None: on for non-CPU devices, off on CPU)."
-    )
-    compile: bool = field(
-        False, per_group=False, doc="Fused torch.compile kernel (fastest; the first step compiles for seconds)."
-    )
+    foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
+    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         if self.foreach and self.compile:
             raise FieldValueError("compile", "choose foreach or compile, not both")
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_sign.optim import Lion
+
+        return Lion(param_groups, **self.optimizer_kwargs())
 
 
 @attrs.frozen(kw_only=True)
@@ -57,7 +66,6 @@ class SignumSpec(OptimizerSpec):
     PAPER: ClassVar[str] = (
         "Bernstein et al. 2018, signSGD: Compressed Optimisation for Non-Convex Problems, arXiv:1802.04434"
     )
-    optimizer_class: ClassVar[type | None] = Signum
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor", "foreach"})
 
     lr: float = field(1e-4, ge=0, doc="Learning rate (the size of every coordinate's step).")
@@ -69,12 +77,8 @@ class SignumSpec(OptimizerSpec):
     )
     use_shape_scaling: bool = field(False, doc="Scale matrix updates by 2 / (rows + cols); vectors unscaled.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
-    foreach: bool | None = field(
-        None, per_group=False, doc="Multi-tensor path (None: on for non-CPU devices, off on CPU)."
-    )
-    compile: bool = field(
-        False, per_group=False, doc="Fused torch.compile kernel (fastest; the first step compiles for seconds)."
-    )
+    foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
+    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and self.momentum <= 0:
@@ -82,11 +86,25 @@ class SignumSpec(OptimizerSpec):
         if self.foreach and self.compile:
             raise FieldValueError("compile", "choose foreach or compile, not both")
 
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_sign.optim import Signum
+
+        return Signum(param_groups, **self.optimizer_kwargs())
+
 
 @attrs.frozen(kw_only=True)
 class SignSGDSpec(SignumSpec):
-    """signSGD: ``p -= lr * sign(g)``; the same optimizer as ``signum`` with no momentum by default."""
+    """signSGD: ``p -= lr * sign(g)``; the same update as ``signum``, with no momentum by default."""
 
     TYPE: ClassVar[str] = "signsgd"
 
     momentum: float = field(0.0, ge=0, lt=1, doc="EMA momentum coefficient (0: plain signSGD, no state).")
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_sign.optim import SignSGD
+
+        return SignSGD(param_groups, **self.optimizer_kwargs())
+
+
+#: Every spec class of this family; plugin.py registers them.
+ALL_SPECS: tuple[type, ...] = (LionSpec, SignumSpec, SignSGDSpec)

@@ -164,3 +164,33 @@ def test_compiled_leaves_small_tensors_to_the_eager_path(monkeypatch):
     signum([p], [grad], [b], [s], lr=0.01, momentum=0.9, weight_decay=0.0, compiled=True)
     assert float(s) == 1.0
     assert calls == [], "no kernel is compiled for these shapes"
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda p: Lion(p, lr=-1.0), r"lr must be >= 0, got -1\.0"),
+        (lambda p: Lion(p, betas=(0.9, 1.0)), r"betas\[1\] must be in \[0, 1\), got 1\.0"),
+        (lambda p: Lion(p, weight_decay=-0.1), r"weight_decay must be >= 0, got -0\.1"),
+        (lambda p: Lion(p, foreach=True, compile=True), "not both"),
+        (lambda p: Signum(p, momentum=1.0), r"momentum must be in \[0, 1\), got 1\.0"),
+        (lambda p: Signum(p, momentum=0.0, nesterov=True), "momentum > 0"),
+    ],
+)
+def test_constructor_checks_use_the_specs_words(build, match):
+    """A Python user gets the check and the message of a spec file."""
+    with pytest.raises(ValueError, match=match):
+        build([torch.nn.Parameter(torch.zeros(2))])
+
+
+def test_signsgd_is_signum_without_momentum():
+    """``SignSGD`` (what ``signsgd`` builds) defaults to no momentum, as the spec does; ``Signum`` to 0.9."""
+    from optreg_sign import SignSGD
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    assert SignSGD([p]).defaults["momentum"] == 0.0 and Signum([p]).defaults["momentum"] == 0.9
+    p.grad = torch.tensor([1.0, -2.0, 0.5])
+    opt = SignSGD([p], lr=0.5)
+    opt.step()
+    assert torch.equal(p.detach(), torch.tensor([-0.5, 0.5, -0.5]))
+    assert not any(opt.state.values()), "signSGD keeps no state"

@@ -9,8 +9,9 @@ Usage in a plain loop::
     opt.step()                      # the grad norm is computed on the device unless you set latest_grad_norm
     log(opt.step_skipped)           # 0-dim bool tensor
 
-The decision is made on the device (:class:`~optreg_skipstep.stats.SpikeDetector`) and handed to
-the inner optimizer as ``step(step_factor=...)``, so nothing waits for the device. An inner optimizer
+(``optreg.optim.give_loss(opt, loss, grad_norm=...)`` sets ``latest_loss`` and ``latest_grad_norm``
+through any wrappers.) The decision is made on the device (:class:`SpikeDetector`) and handed to the
+inner optimizer as ``step(step_factor=...)``, so nothing waits for the device. An inner optimizer
 without that capability (e.g. ``torch.optim.SGD``) still works: the wrapper then reads the decision
 back to the host (``bool(tensor)``, a sync) and calls or skips its ``step``; it warns once.
 
@@ -21,15 +22,15 @@ averaged over ranks (the gradient norm after DDP's all-reduce is already the sam
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer, prepare_step_factor
-from optreg_skipstep.stats import SpikeDetector
+from optreg.optim import OptregOptimizer, WrappedOptimizer, check_number, group_device, prepare_step_factor
+from optreg_skipstep._stats import SpikeDetector
 
-__all__ = ["NoUpdate", "SkipStepOptimizer", "grad_norm", "stats_dtype"]
+__all__ = ["NoUpdate", "SkipStepOptimizer", "SpikeDetector", "grad_norm", "stats_dtype"]
 
 
 def stats_dtype(params: Iterable[torch.Tensor]) -> torch.dtype:
@@ -74,21 +75,43 @@ def grad_norm(
     return torch.linalg.vector_norm(torch.stack([n.to(device=device, dtype=dtype, non_blocking=True) for n in norms]))
 
 
-class SkipStepOptimizer(torch.optim.Optimizer):
+def _all_params(groups: Iterable[Mapping[str, Any]]) -> list[torch.Tensor]:
+    return [p for group in groups for p in group["params"]]
+
+
+class SkipStepOptimizer(WrappedOptimizer):
     """Wrap ``inner`` so that a step is skipped when the loss or the grad norm spikes.
 
-    A step is skipped when the loss or the gradient norm is not finite, or, once ``min_samples``
-    values are recorded, above ``mean + sigma_factor * std`` of the last ``rolling_interval_length``
-    recorded values (see :mod:`optreg_skipstep.stats`). A skipped step leaves parameters and every
-    inner state tensor bit-identical (step counters included); a step taken is the inner optimizer's
-    step exactly. ``param_groups`` and ``state`` are the inner optimizer's own objects, so LR
-    schedulers work unchanged; the statistics are saved in the state dict under ``"skip_step"``.
+    Per step, for each tracked metric ``x`` (the loss, the gradient norm), with ``mean_x``, ``std_x``
+    (unbiased) and ``n_x`` over the last ``rolling_interval_length`` recorded values of ``x``, and
+    ``gate`` the caller's own ``step_factor`` (1 when not given)::
 
-    ``latest_loss`` / ``latest_grad_norm`` (tensors or floats) are read and cleared by the next
-    ``step()``. Without ``latest_loss`` the closure's loss is used, if any; without
-    ``latest_grad_norm`` the gradient norm is computed on the device (``track_grad_norm=True``) or
-    not tracked.
+        limit_x  <- mean_x + sigma_factor * std_x
+        spike_x  <- (x is NaN or +-inf)  or  (n_x >= min_samples  and  x > limit_x)
+        take     <- gate != 0  and  not (spike_loss or spike_grad_norm)
+        inner.step(step_factor=take)         params and inner state bit-identical when take = 0
+        window_x <- window_x + [min(x, limit_x)]   for a finite x of a gated-on step (the oldest drops out)
+
+    A step taken is the inner optimizer's step exactly; a skipped one leaves parameters and every
+    inner state tensor bit-identical (step counters included). The rule of large-model trainers
+    (OLMo 2, arXiv:2501.00656; OLMo-core's ``SkipStepOptimizer``), except: only an upward spike
+    skips (OLMo-core compares ``|x - mean|``); a spike enters the window clipped to ``limit_x``
+    (OLMo-core records it as is, so one huge loss inflates the std and hides the next spike); a NaN or
+    inf value is a spike from the first step; judging starts after ``min_samples`` values
+    (``rolling_interval_length // 2``, at least 2; OLMo-core: at least 20); the statistics are
+    checkpointed and the decision never leaves the device.
+
+    ``param_groups`` and ``state`` are the inner optimizer's own objects, so LR schedulers work
+    unchanged. The statistics live in the first param group under ``skip_step_*`` keys (device
+    tensors), so ``state_dict()`` keeps torch's shape and ``torch.distributed.checkpoint`` saves them.
+
+    ``latest_loss`` / ``latest_grad_norm`` (tensors or floats; :class:`optreg.optim.TakesLoss`,
+    :class:`optreg.optim.TakesGradNorm`) are read and cleared by the next ``step()``. Without
+    ``latest_loss`` the closure's loss is used, if any; without ``latest_grad_norm`` the gradient norm
+    is computed on the device (``track_grad_norm=True``) or not tracked.
     """
+
+    PREFIX = "skip_step_"
 
     def __init__(
         self,
@@ -101,28 +124,21 @@ class SkipStepOptimizer(torch.optim.Optimizer):
     ) -> None:
         if not isinstance(inner, torch.optim.Optimizer):
             raise TypeError(f"inner must be a torch.optim.Optimizer, got {type(inner).__name__}")
-        self._ready = False
-        super().__init__(inner.param_groups, inner.defaults)
-        self.inner = inner
-        self.param_groups = inner.param_groups
-        self.state = inner.state
-        self.defaults = inner.defaults
-        self._ready = True
-        device = next((p.device for g in inner.param_groups for p in g["params"]), torch.device("cpu"))
         self.detector = SpikeDetector(
             rolling_interval_length=rolling_interval_length,
             sigma_factor=sigma_factor,
             min_samples=min_samples,
-            device=device,
-            dtype=stats_dtype(p for g in inner.param_groups for p in g["params"]),
+            device=next((group_device(g) for g in inner.param_groups if g["params"]), torch.device("cpu")),
+            dtype=stats_dtype(_all_params(inner.param_groups)),
         )
         self.track_grad_norm = track_grad_norm
-        self.gates_on_device = bool(getattr(inner, "supports_step_factor", False))
-        #: ``step(step_factor=t)`` gates without a host sync only when the inner optimizer does (the
-        #: capability's meaning); with another inner it still works, through the host-synced fallback.
-        self.supports_step_factor = self.gates_on_device
         self._latest_loss: torch.Tensor | None = None
         self._latest_grad_norm: torch.Tensor | None = None
+        super().__init__(inner)
+        #: ``step(step_factor=t)`` gates without a host sync only when the inner optimizer does (the
+        #: capability's meaning, ``supports_step_factor``); with another inner it still works, through
+        #: the host-synced fallback.
+        self.gates_on_device = self.supports_step_factor
         if not self.gates_on_device:
             warnings.warn(
                 f"skip_step: {type(inner).__name__} does not accept step_factor, so every step reads the "
@@ -175,9 +191,7 @@ class SkipStepOptimizer(torch.optim.Optimizer):
             observed_loss = _as_tensor(loss)
         observed_norm = self._latest_grad_norm
         if observed_norm is None and self.track_grad_norm:
-            observed_norm = grad_norm(
-                (p for g in self.param_groups for p in g["params"]), device, self.detector.dtype
-            )
+            observed_norm = grad_norm(_all_params(self.param_groups), device, self.detector.dtype)
         gate = prepare_step_factor(step_factor, device)
         factor = self.detector.update(observed_loss, observed_norm, gate)
         self._latest_loss = self._latest_grad_norm = None
@@ -191,49 +205,51 @@ class SkipStepOptimizer(torch.optim.Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
 
+    # ------------------------------------------------------------ groups and checkpoints
+
+    def _init_group(self, group: dict[str, Any]) -> None:
+        if group is self.param_groups[0]:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Put the detector's statistics (the very tensors it updates in place) into the first group."""
+        group = self.param_groups[0]
+        for key, tensor in self.detector.state.items():
+            group[self.PREFIX + key] = tensor
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if not getattr(self, "_ready", False):  # torch.optim.Optimizer.__init__ registering the shared groups
-            super().add_param_group(param_group)
+        super().add_param_group(param_group)
+        if getattr(self, "_wrapping", False):  # torch's __init__ registering the shared groups
             return
-        self.inner.add_param_group(param_group)
-        dtype = stats_dtype(self.inner.param_groups[-1]["params"])
+        dtype = stats_dtype(self.param_groups[-1]["params"])
         if torch.promote_types(dtype, self.detector.dtype) != self.detector.dtype:  # float64 params joined
             self.detector.to(dtype=dtype)
+            self._publish()
 
-    # ------------------------------------------------------------ checkpointing
+    def _merged_state_dict(self) -> dict[str, Any]:
+        """The inner state dict; the statistics are in ``param_groups[0]`` (copies, not the live tensors)."""
+        state_dict = super()._merged_state_dict()
+        groups = state_dict["param_groups"]
+        first = {
+            k: v.clone() if k.startswith(self.PREFIX) and isinstance(v, torch.Tensor) else v
+            for k, v in groups[0].items()
+        }
+        return {**state_dict, "param_groups": [first, *groups[1:]]}
 
-    def state_dict(self) -> dict[str, Any]:
-        """The inner optimizer's state dict plus ``"skip_step"``: the rolling statistics.
-
-        State-dict hooks registered on the wrapper run as on any ``torch.optim.Optimizer``.
-        """
-        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
-            pre_hook(self)
-        state = self.inner.state_dict()
-        state["skip_step"] = self.detector.state_dict()
-        for post_hook in self._optimizer_state_dict_post_hooks.values():
-            result = post_hook(self, state)
-            if result is not None:
-                state = result
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load what :meth:`state_dict` saved (a plain inner state dict is accepted: fresh statistics)."""
+    def _load_merged_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load the inner state and the statistics: from ``param_groups[0]``, or from the top-level
+        ``"skip_step"`` entry of checkpoints written before the statistics moved into the groups. A
+        plain inner state dict keeps the statistics this optimizer has (fresh ones in a new optimizer)."""
         state_dict = dict(state_dict)
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = dict(result)
-        stats = state_dict.pop("skip_step", None)
-        self.inner.load_state_dict(state_dict)
-        if stats is not None:
-            self.detector.load_state_dict(stats)
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Everything but hooks (the inner optimizer and the statistics too): hooks are not pickled, as in torch."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
+        legacy = state_dict.pop("skip_step", None)
+        super()._load_merged_state_dict(state_dict)
+        group = self.param_groups[0]
+        saved = {key[len(self.PREFIX):]: group.pop(key) for key in list(group) if key.startswith(self.PREFIX)}
+        if saved:
+            self.detector.load_state_dict(saved)
+        elif legacy is not None:
+            self.detector.load_state_dict(legacy)
+        self._publish()
 
     def __repr__(self) -> str:
         d = self.detector
@@ -256,10 +272,17 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
 class NoUpdate(OptregOptimizer):
     """An optimizer that never changes a parameter (the inner optimizer of ``noop``).
 
-    Its groups keep ``lr`` so LR schedulers and loggers that read it work.
+    Per step, for every parameter ``p``::
+
+        p <- p
+
+    No state. Its groups keep ``lr`` so LR schedulers and loggers that read it work. Not from a
+    paper: ``noop`` wraps it in :class:`SkipStepOptimizer` to measure how often the skip rule would
+    fire (a dry run).
     """
 
     def __init__(self, params: Any, lr: float = 0.0) -> None:
+        check_number("lr", lr, ge=0)
         super().__init__(params, {"lr": lr})
 
     def _step_group(self, group: dict[str, Any], step_factor: torch.Tensor | None, loss: Any) -> None:

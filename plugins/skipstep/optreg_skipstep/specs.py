@@ -1,17 +1,25 @@
-"""Spec classes of the skip-step family: ``skip_step``, ``skip_step_adamw``, ``skip_step_lion``, ``noop``."""
+"""Spec classes of the skip-step family: ``skip_step``, ``skip_step_adamw``, ``skip_step_lion``, ``noop``.
+
+No torch import at module load (nor in the adam and sign specs subclassed here): the registry imports
+this module for every ``optreg`` command. The optimizers are imported when a spec builds one.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from optreg_adam.specs import AdamWSpec
 from optreg_sign.specs import LionSpec
 
-from optreg import BuildContext, FieldValueError, OptimizerSpec, field
-from optreg_skipstep.optim import NoUpdate, SkipStepOptimizer
+from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
 
-__all__ = ["NoOpSpec", "SkipStepAdamWSpec", "SkipStepLionSpec", "SkipStepSpec"]
+if TYPE_CHECKING:
+    import torch
+
+    from optreg_skipstep.optim import SkipStepOptimizer
+
+__all__ = ["ALL_SPECS", "NoOpSpec", "SkipStepAdamWSpec", "SkipStepLionSpec", "SkipStepSpec"]
 
 PAPER = (
     "Loss / grad-norm spike skipping as in large-model trainers (e.g. OLMo 2, arXiv:2501.00656; "
@@ -47,28 +55,32 @@ def _track_grad_norm() -> Any:
 
 def _check_skip_fields(spec: Any) -> None:
     if spec.min_samples is not None and spec.min_samples > spec.rolling_interval_length:
-        raise FieldValueError("min_samples", "must be <= rolling_interval_length")
+        limit = spec.rolling_interval_length
+        raise FieldValueError("min_samples", f"must be <= rolling_interval_length ({limit}), got {spec.min_samples}")
 
 
-def _wrap(spec: Any, inner: Any) -> SkipStepOptimizer:
+def _wrap(spec: Any, inner: torch.optim.Optimizer) -> SkipStepOptimizer:
+    from optreg_skipstep.optim import SkipStepOptimizer
+
     return SkipStepOptimizer(inner, **{name: getattr(spec, name) for name in SKIP_FIELDS})
 
 
 @attrs.frozen(kw_only=True)
-class SkipStepSpec(OptimizerSpec):
+class SkipStepSpec(WrapperSpec):
     """Skip a step when the loss or the grad norm spikes, around any registered optimizer.
 
     Rolling mean/std of the loss and the gradient norm, kept on the device; a step is skipped when
     either is above mean + sigma_factor * std (after ``min_samples`` values) or not finite. With an
     inner optimizer that accepts ``step_factor`` nothing syncs with the host; with one that does not,
-    each step reads the decision back (documented fallback, warned once).
+    each step reads the decision back (documented fallback, warned once), and the configuration does
+    not claim ``step_factor`` (its capabilities are the inner optimizer's, ``step_factor`` at most).
+    Group overrides name the inner optimizer's options.
     """
 
     TYPE: ClassVar[str] = "skip_step"
     PAPER: ClassVar[str] = PAPER
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor"})
 
-    inner: OptimizerSpec = field(doc="The optimizer whose steps are skipped (a table with its own `type`).")
     rolling_interval_length: int = _rolling_interval_length()
     sigma_factor: float = _sigma_factor()
     min_samples: int | None = _min_samples()
@@ -77,18 +89,8 @@ class SkipStepSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_skip_fields(self)
 
-    def capabilities(self) -> frozenset[str]:
-        """``step_factor`` only when the inner optimizer gates on the device (else the decision is host-synced)."""
-        return frozenset(type(self).CAPABILITIES) & self.inner.capabilities()
-
-    def group_option_spec(self) -> OptimizerSpec:
-        return self.inner
-
-    def role_options(self, role: str) -> dict[str, Any] | None:
-        return self.inner.role_options(role)
-
-    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> SkipStepOptimizer:
-        return _wrap(self, self.inner.create(param_groups, context))
+    def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> SkipStepOptimizer:
+        return _wrap(self, inner)
 
 
 @attrs.frozen(kw_only=True)
@@ -157,4 +159,10 @@ class NoOpSpec(OptimizerSpec):
         _check_skip_fields(self)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> SkipStepOptimizer:
+        from optreg_skipstep.optim import NoUpdate
+
         return _wrap(self, NoUpdate(param_groups, lr=self.lr))
+
+
+#: Every spec class of this family; plugin.py registers them.
+ALL_SPECS: tuple[type, ...] = (SkipStepSpec, SkipStepAdamWSpec, SkipStepLionSpec, NoOpSpec)

@@ -30,6 +30,19 @@ def build(spec, model):
     return optreg.build_optimizer(spec, model)
 
 
+def split_stats(state_dict):
+    """(the inner optimizer's state dict, the skip statistics): the statistics are ``skip_step_*`` entries of
+    ``param_groups[0]``."""
+    groups = [dict(group) for group in state_dict["param_groups"]]
+    stats = {k[len("skip_step_"):]: groups[0].pop(k) for k in list(groups[0]) if k.startswith("skip_step_")}
+    return {**state_dict, "param_groups": groups}, stats
+
+
+def stats_of(opt):
+    """The skip statistics as ``opt.state_dict()`` saves them."""
+    return split_stats(opt.state_dict())[1]
+
+
 SMALL = {"rolling_interval_length": 16, "min_samples": 8}
 
 
@@ -67,8 +80,8 @@ def test_without_spikes_equals_the_inner_optimizer(wrapped, plain):
         backward(model_b, opt_b, step)
         opt_b.step()
     assert_state_equal(params_of(model_a), params_of(model_b), "params")
-    state_a = opt_a.state_dict()
-    assert int(state_a.pop("skip_step")["num_skipped"]) == 0
+    state_a, stats = split_stats(opt_a.state_dict())
+    assert int(stats["num_skipped"]) == 0
     assert_state_equal(state_a, opt_b.state_dict(), "state")
 
 
@@ -89,9 +102,8 @@ def _run_with_faults(spec, faults, steps=24):
         opt.step()
         skipped.append(bool(opt.step_skipped))
         if skipped[-1]:
-            after_s = opt.state_dict()
-            before_s.pop("skip_step")
-            after_s.pop("skip_step")
+            after_s = split_stats(opt.state_dict())[0]
+            before_s = split_stats(before_s)[0]
             assert_state_equal(before_p, params_of(model), f"params after skipped step {step}")
             assert_state_equal(before_s, after_s, f"inner state after skipped step {step}")
     return model, opt, skipped
@@ -138,8 +150,8 @@ def test_loss_spike_and_nan_grad_are_skipped_and_training_continues(spec):
         if step not in faults:
             inner.step()
     assert_state_equal(params_of(reference), params_of(model), "params vs a run that omitted the faulty steps")
-    ref_state, state = inner.state_dict(), opt.state_dict()
-    state.pop("skip_step")
+    # the reference of the sgd case is a host-synced wrapper too: its shared groups hold statistics
+    ref_state, state = split_stats(inner.state_dict())[0], split_stats(opt.state_dict())[0]
     assert_state_equal(ref_state, state, "optimizer state (step counters included) vs that run")
 
 
@@ -194,6 +206,26 @@ def test_explicit_grad_norm_is_used():
     assert opt.latest_loss is None and opt.latest_grad_norm is None, "step() consumes latest_*"
 
 
+def test_give_loss_hands_the_loss_and_the_grad_norm_over():
+    """The train loop calls ``optreg.optim.give_loss``: the wrapper takes both (TakesLoss, TakesGradNorm)."""
+    from optreg.optim import TakesGradNorm, TakesLoss, give_loss
+
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
+    assert isinstance(opt, TakesLoss) and isinstance(opt, TakesGradNorm)
+    for step in range(10):
+        give_loss(opt, backward(model, opt, step), grad_norm=torch.tensor(1.0 + 0.001 * step))
+        opt.step()
+    before = params_of(model)
+    give_loss(opt, backward(model, opt, 10), grad_norm=torch.tensor(1e6))
+    assert opt.latest_grad_norm is not None and opt.latest_loss is not None
+    opt.step()
+    assert bool(opt.step_skipped)
+    assert_state_equal(before, params_of(model), "params")
+    assert int(opt.statistics()["grad_norm_samples"]) == 11  # the spike entered the window, clipped
+
+
 def test_closure_loss_is_tracked_without_latest_loss():
     torch.manual_seed(0)
     model = make_problem("mlp")
@@ -207,8 +239,8 @@ def test_closure_loss_is_tracked_without_latest_loss():
             return loss
 
         opt.step(closure)
-    assert int(opt.state_dict()["skip_step"]["loss_count"]) == 5
-    assert int(opt.state_dict()["skip_step"]["grad_norm_count"]) == 0
+    assert int(stats_of(opt)["loss_count"]) == 5
+    assert int(stats_of(opt)["grad_norm_count"]) == 0
 
 
 # ---------------------------------------------------------------- no host sync
@@ -377,6 +409,102 @@ def test_statistics_survive_save_and_load():
     assert_state_equal(params_of(model_a), params_of(model_b), "params")
 
 
+def _trained(spec, steps=10):
+    torch.manual_seed(0)
+    model = make_problem("mlp")
+    opt = build(spec, model)
+    for step in range(steps):
+        opt.latest_loss = backward(model, opt, step)
+        opt.step()
+    return model, opt
+
+
+def test_the_statistics_are_entries_of_the_first_param_group():
+    """torch's state-dict shape ({"state", "param_groups"}): the statistics are ``skip_step_*`` entries of
+    ``param_groups[0]``, the very tensors the detector updates (and copies of them in a state dict)."""
+    _, opt = _trained({"type": "skip_step_lion", "lr": 0.01, **SMALL})
+    state_dict = opt.state_dict()
+    assert sorted(state_dict) == ["param_groups", "state"]
+    stats = split_stats(state_dict)[1]
+    assert sorted(stats) == sorted(opt.detector.state)
+    assert opt.param_groups[0]["skip_step_loss_window"] is opt.detector.state["loss_window"]
+    assert stats["loss_window"] is not opt.detector.state["loss_window"], "a state dict holds copies"
+    assert all(not k.startswith("skip_step_") for group in opt.param_groups[1:] for k in group)
+    assert all(not k.startswith("skip_step_") for entries in state_dict["state"].values() for k in entries)
+
+
+def test_a_checkpoint_of_the_old_layout_still_loads():
+    """Before the statistics moved into ``param_groups[0]`` they were a top-level ``"skip_step"`` entry (the inner
+    state dict plus the detector's ``state_dict()``): such a checkpoint restores the same statistics."""
+    spec = {"type": "skip_step_lion", "lr": 0.01, **SMALL}
+    model_a, opt_a = _trained(spec)
+    inner, _ = split_stats(opt_a.state_dict())
+    old = {**inner, "skip_step": opt_a.detector.state_dict()}
+    assert old["skip_step"]["rolling_interval_length"] == SMALL["rolling_interval_length"]
+    buffer = io.BytesIO()
+    torch.save(old, buffer)
+    buffer.seek(0)
+    model_b = make_problem("mlp")
+    model_b.load_state_dict(model_a.state_dict())
+    opt_b = build(spec, model_b)
+    opt_b.load_state_dict(torch.load(buffer, weights_only=True))
+    assert_state_equal(opt_a.state_dict(), opt_b.state_dict(), "state after loading the old layout")
+    assert opt_b.param_groups[0]["skip_step_loss_count"] is opt_b.detector.state["loss_count"]
+    for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+        opt.latest_loss = backward(model, opt, 10) * 10
+        opt.step()
+        assert bool(opt.step_skipped), "the restored statistics know the loss level"
+
+
+def test_a_plain_inner_state_dict_keeps_the_statistics():
+    _, opt = _trained({"type": "skip_step_lion", "lr": 0.01, **SMALL})
+    before = _clone(stats_of(opt))
+    opt.load_state_dict(split_stats(opt.state_dict())[0])  # what the inner optimizer alone would save
+    assert_state_equal(before, stats_of(opt), "statistics after loading a plain inner state dict")
+    assert opt.param_groups[0]["skip_step_num_steps"] is opt.detector.state["num_steps"]
+
+
+@pytest.mark.parametrize("flatten", [False, True], ids=["nested", "flattened"])
+def test_torch_distributed_checkpoint_state_dicts_keep_the_statistics(flatten):
+    """``get_optimizer_state_dict`` keeps only ``state`` and ``param_groups`` (a top-level entry would be lost);
+    the statistics are in ``param_groups[0]``, so they survive it and ``set_optimizer_state_dict``."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    spec = {"type": "skip_step_lion", "lr": 0.01, **SMALL}
+    model_a, opt_a = _trained(spec)
+    options = StateDictOptions(flatten_optimizer_state_dict=flatten)
+    saved = get_optimizer_state_dict(model_a, opt_a, options=options)
+    model_b = make_problem("mlp")
+    model_b.load_state_dict(model_a.state_dict())
+    opt_b = build(spec, model_b)
+    set_optimizer_state_dict(model_b, opt_b, saved, options=options)
+    assert_state_equal(stats_of(opt_a), stats_of(opt_b), "statistics through torch.distributed.checkpoint")
+    assert int(opt_b.statistics()["num_steps"]) == 10
+
+
+def test_the_skip_options_have_one_default():
+    """The spec fields, SkipStepOptimizer and SpikeDetector declare the same defaults (the kit's defaults check
+    cannot see them: the skip options are not keyword arguments of the inner optimizer)."""
+    import inspect
+
+    import attrs
+    from optreg_skipstep import NoOpSpec, SkipStepAdamWSpec, SkipStepLionSpec, SkipStepSpec
+    from optreg_skipstep.specs import SKIP_FIELDS
+
+    wrapper = inspect.signature(SkipStepOptimizer.__init__).parameters
+    detector = inspect.signature(SpikeDetector.__init__).parameters
+    for cls in (SkipStepSpec, SkipStepLionSpec, SkipStepAdamWSpec, NoOpSpec):
+        fields = attrs.fields_dict(cls)
+        for name in SKIP_FIELDS:
+            assert fields[name].default == wrapper[name].default, (cls.__name__, name)
+            if name in detector:
+                assert fields[name].default == detector[name].default, (cls.__name__, name)
+
+
 def test_loading_with_another_window_length_keeps_the_newest_values():
     a = SpikeDetector(rolling_interval_length=8, min_samples=2)
     for value in range(1, 12):  # ring of 8 holds 4..11
@@ -441,7 +569,7 @@ def test_deepcopy_and_state_dict_hooks():
     opt.register_state_dict_post_hook(lambda o, sd: seen.append(sorted(sd)))
     opt.register_load_state_dict_post_hook(lambda o: seen.append("loaded"))
     opt.load_state_dict(opt.state_dict())
-    assert seen == [["param_groups", "skip_step", "state"], "loaded"]
+    assert seen == [["param_groups", "state"], "loaded"]
 
 
 # ---------------------------------------------------------------- dtypes, complex, groups added later, copies
@@ -461,7 +589,7 @@ def test_float64_params_keep_float64_statistics():
         norms.append(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in model.parameters()])))
         opt.latest_loss = 1.0 + step * 1e-12  # a Python float: float32 would round every one of these to 1.0
         opt.step()
-    window = opt.state_dict()["skip_step"]
+    window = stats_of(opt)
     assert window["loss_window"].dtype == torch.float64 and window["grad_norm_window"].dtype == torch.float64
     assert window["loss_window"][:3].tolist() == [1.0, 1.0 + 1e-12, 1.0 + 2e-12]
     # a norm of per-tensor norms vs the norm of the concatenation: equal to float64 rounding (float32: ~1e-8)
@@ -474,7 +602,7 @@ def test_float32_params_keep_float32_statistics():
     opt = build({"type": "skip_step_lion", "lr": 0.01, **SMALL}, model)
     opt.latest_loss = backward(model, opt, 0)
     opt.step()
-    assert opt.state_dict()["skip_step"]["grad_norm_window"].dtype == torch.float32
+    assert stats_of(opt)["grad_norm_window"].dtype == torch.float32
 
 
 def test_grad_norm_of_complex_and_low_precision_gradients():
@@ -508,7 +636,7 @@ def test_adding_a_float64_group_widens_the_statistics():
     backward(model, opt, 1)
     extra.grad = torch.full((3,), 1e-3, dtype=torch.float64)
     opt.step()
-    assert int(opt.state_dict()["skip_step"]["grad_norm_count"]) == 2
+    assert int(stats_of(opt)["grad_norm_count"]) == 2
     assert not torch.equal(extra.detach(), torch.ones(3, dtype=torch.float64)), "the added float64 group moved"
 
 
@@ -531,7 +659,7 @@ def test_noop_add_param_group(named):
     backward(model, opt, 0)
     expected = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for _, p in pairs]))
     opt.step()
-    assert float(opt.state_dict()["skip_step"]["grad_norm_window"][0]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(stats_of(opt)["grad_norm_window"][0]) == pytest.approx(float(expected), rel=1e-6)
     assert_state_equal(before, params_of(model), "noop params")
 
 
@@ -586,14 +714,14 @@ def test_a_nan_gradient_step_is_skipped_and_only_finite_values_are_recorded():
     for step in range(4):
         opt.latest_loss = backward(model, opt, step)
         opt.step()
-    before_stats = _clone(opt.state_dict()["skip_step"])
+    before_stats = _clone(stats_of(opt))
     before_params = params_of(model)
     opt.latest_loss = backward(model, opt, 4)
     model.fc1.weight.grad[0, 0] = float("nan")
     opt.step()
     assert bool(opt.step_skipped)
     assert_state_equal(before_params, params_of(model), "params after a NaN-gradient step")
-    stats = opt.state_dict()["skip_step"]
+    stats = stats_of(opt)
     assert_state_equal(before_stats["grad_norm_window"], stats["grad_norm_window"], "grad-norm window")
     assert int(stats["grad_norm_count"]) == int(before_stats["grad_norm_count"])
     assert int(stats["loss_count"]) == int(before_stats["loss_count"]) + 1

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from optreg.optim import check_number
+
 __all__ = ["SpikeDetector"]
 
 _METRICS = ("loss", "grad_norm")
@@ -44,14 +46,11 @@ class SpikeDetector:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if rolling_interval_length < 2:
-            raise ValueError("rolling_interval_length must be >= 2")
+        check_number("rolling_interval_length", rolling_interval_length, ge=2)
+        check_number("sigma_factor", sigma_factor, ge=0)
         if min_samples is None:
             min_samples = max(2, rolling_interval_length // 2)
-        if not 2 <= min_samples <= rolling_interval_length:
-            raise ValueError("min_samples must be in [2, rolling_interval_length]")
-        if not sigma_factor >= 0:
-            raise ValueError("sigma_factor must be >= 0")
+        check_number("min_samples", min_samples, ge=2, le=rolling_interval_length)
         self.rolling_interval_length = rolling_interval_length
         self.sigma_factor = float(sigma_factor)
         self.min_samples = min_samples
@@ -146,8 +145,16 @@ class SpikeDetector:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore statistics saved by :meth:`state_dict` (a different window length keeps the newest values)."""
-        length = int(state.get("rolling_interval_length", self.rolling_interval_length))
+        """Restore statistics saved by :meth:`state_dict` (a different window length keeps the newest values).
+
+        Without ``rolling_interval_length`` the saved window's length is that of ``loss_window``.
+        """
+        if "rolling_interval_length" in state:
+            length = int(state["rolling_interval_length"])
+        elif "loss_window" in state:
+            length = int(torch.as_tensor(state["loss_window"]).numel())
+        else:
+            length = self.rolling_interval_length
         fresh = self._fresh_state()
         for key, tensor in fresh.items():
             if key not in state:
