@@ -32,11 +32,12 @@ KIND_OF = {
     "optreg_register_optimizers": "optimizer",
     "optreg_register_schedulers": "scheduler",
     "optreg_register_parallelism_strategies": "parallelism",
+    "optreg_register_tables": "table",
 }
 
 
 def test_hooks_are_found() -> None:
-    assert set(KIND_OF) <= set(HOOKS), HOOKS
+    assert set(KIND_OF) | {"optreg_register_commands"} <= set(HOOKS), HOOKS
 
 
 def _signature(name: str) -> str:
@@ -77,6 +78,13 @@ def test_hook_example_in_the_docs_works(hook: str) -> None:
         del sys.modules[module.__name__]
     assert info.ok, info.error
     provided = {kind: names for kind, names in info.provides.items() if names}
+    if hook == "optreg_register_commands":  # adds commands, registers no name
+        assert not provided, provided
+        from optreg.cli import build_parser
+
+        parser = build_parser(registry)
+        assert "hello" in parser._subparsers._group_actions[0].choices
+        return
     assert list(provided) == [KIND_OF[hook]], provided
 
 
@@ -138,6 +146,26 @@ class Plugin:
     def optreg_register_parallelism_strategies(self, register):
         register(MarkingSpec)
 
+    @optreg.hookimpl
+    def optreg_register_tables(self, register):
+        register("hooktest_eval", EvalTable)
+
+    @optreg.hookimpl
+    def optreg_register_commands(self, subparsers):
+        parser = subparsers.add_parser("hooktest-echo", help="print its argument")
+        parser.add_argument("word")
+        parser.set_defaults(func=lambda args: print(args.word) or 0)
+
+
+@attrs.frozen(kw_only=True)
+class EvalTable:
+    """A plugin's [hooktest_eval] table."""
+
+    every: int = optreg.field(10, ge=1, doc="Steps between evaluations.")
+
+    def run_length(self, units: str) -> int:
+        return 40
+
 
 @pytest.fixture
 def registry() -> optreg.Registry:
@@ -175,10 +203,36 @@ def check_parallelism_strategies(reg: optreg.Registry) -> None:
     assert isinstance(built.strategy, MarkingStrategy) and built.model.marked_by_strategy
 
 
+def check_tables(reg: optreg.Registry) -> None:
+    spec = reg.parse_spec('[optimizer]\ntype = "hooktest_sgd"\n[hooktest_eval]\nevery = 5\n')
+    assert spec.hooktest_eval == EvalTable(every=5)
+    assert reg.parse_spec(optreg.dump_spec(spec)) == spec
+    with pytest.raises(optreg.SpecError, match="must be >= 1"):
+        reg.parse_spec('[optimizer]\ntype = "hooktest_sgd"\n[hooktest_eval]\nevery = 0\n')
+    # the table's run length spans a schedule that sets no t_max
+    built = reg.parse_spec('[optimizer]\ntype = "hooktest_sgd"\n').build(torch.nn.Linear(2, 2))
+    assert built.scheduler.t_max == 40
+
+
+def check_commands(reg: optreg.Registry) -> None:
+    import contextlib
+    import io
+
+    from optreg.cli import build_parser
+
+    args = build_parser(reg).parse_args(["hooktest-echo", "hi"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert args.func(args) == 0
+    assert out.getvalue() == "hi\n"
+
+
 HOOK_CHECKS: dict[str, Callable[[optreg.Registry], None]] = {
     "optreg_register_optimizers": check_optimizers,
     "optreg_register_schedulers": check_schedulers,
     "optreg_register_parallelism_strategies": check_parallelism_strategies,
+    "optreg_register_tables": check_tables,
+    "optreg_register_commands": check_commands,
 }
 
 

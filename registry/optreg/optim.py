@@ -45,9 +45,18 @@ __all__ = [
     "prepare_step_factor",
     "real_view",
     "refuse_complex",
+    "run_closure",
     "scalar_dtype",
     "use_foreach",
 ]
+
+
+def run_closure(closure: Callable[[], Any] | None) -> Any:
+    """The closure's loss, evaluated with gradients enabled (a step runs under ``torch.no_grad``), or ``None``."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def prepare_step_factor(step_factor: Any, device: torch.device) -> torch.Tensor | None:
@@ -373,13 +382,10 @@ class OptregOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
         """Take one step; ``closure`` re-evaluates the loss, ``step_factor`` gates the step (see module doc)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         factors: dict[torch.device, torch.Tensor | None] = {}
         for group in self.param_groups:
-            device = next((p.device for p in group["params"]), torch.device("cpu"))
+            device = group_device(group)
             if device not in factors:
                 factors[device] = prepare_step_factor(step_factor, device)
             self._step_group(group, factors[device], loss)

@@ -351,3 +351,28 @@ def test_real_view_and_keep_factor():
     one, zero = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     assert keep_factor(one, 0.9).dtype == torch.float64 and keep_factor(one, 0.9).item() == 0.9
     assert keep_factor(zero, 0.9).item() == 1.0
+
+
+def test_run_closure_enables_grad_and_passes_none_through():
+    from optreg.optim import run_closure
+
+    assert run_closure(None) is None
+    x = torch.ones(2, requires_grad=True)
+    with torch.no_grad():
+        loss = run_closure(lambda: (x * 2).sum())
+    assert loss.requires_grad, "the closure runs with gradients enabled inside a no_grad step"
+
+
+def test_lazy_exports_serve_names_on_first_use_only():
+    import types
+
+    from optreg.lazy import lazy_exports
+
+    getattr_, dir_ = lazy_exports("pkg", {"dumps": "json"}, {"own": 1})
+    module = types.ModuleType("pkg")
+    module.__getattr__ = getattr_
+    import json
+
+    assert module.dumps is json.dumps and dir_() == ["dumps", "own"]
+    with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'nope'"):
+        _ = module.nope

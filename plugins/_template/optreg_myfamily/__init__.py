@@ -7,16 +7,10 @@ and calls its hooks when a registry is built. The optimizer class loads on first
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_myfamily.specs import ALL_SPECS, MyfamilyLinearSpec, MyfamilySGDWSpec
 
 __all__ = ["ALL_SPECS", "MyfamilyLinearSpec", "MyfamilySGDW", "MyfamilySGDWSpec"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "MyfamilySGDW":  # imports torch: only when asked for
-        from optreg_myfamily.optim import MyfamilySGDW
-
-        return MyfamilySGDW
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, {"MyfamilySGDW": "optreg_myfamily.optim"}, globals())

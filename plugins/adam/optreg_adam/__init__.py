@@ -12,8 +12,7 @@ The optimizer classes and the functional API load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_adam.specs import (
     ALL_SPECS,
     ACPropSpec,
@@ -52,14 +51,6 @@ __version__ = "0.1.0"
 _OPTIMIZERS = ("ACProp", "ADOPT", "AdEMAMix", "Adam", "AdamW", "LaProp", "Madam", "SimplifiedAdEMAMix")
 _FUNCTIONAL = ("adamw", "adamw_update_")
 
-
-def __getattr__(name: str) -> Any:
-    if name in _OPTIMIZERS:  # imports torch: only when asked for
-        from optreg_adam import optim
-
-        return getattr(optim, name)
-    if name in _FUNCTIONAL:
-        from optreg_adam import functional
-
-        return getattr(functional, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Names that import torch, served on first use (the registry imports this package for every command).
+_SERVED = {**dict.fromkeys(_OPTIMIZERS, "optreg_adam.optim"), **dict.fromkeys(_FUNCTIONAL, "optreg_adam.functional")}
+__getattr__, __dir__ = lazy_exports(__name__, _SERVED, globals())

@@ -10,8 +10,7 @@ Importing this package imports no torch: the optimizers and the Newton-Schulz na
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_muon.specs import ALL_SPECS, DionSpec, MuonSpec, NorMuonSpec
 
 __all__ = [
@@ -35,11 +34,5 @@ _LAZY = {
     "resolve_coefficients": "optreg_muon.functional.newton_schulz",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)  # imports torch: only when asked for
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,17 +6,12 @@ Importing the package imports no torch (the registry loads ``optreg_parallel.plu
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_parallel.specs import ALL_SPECS, DDPSpec, FSDPSpec, FSDPTPSpec, HSDPSpec, TPSpec
 
 __all__ = ["ALL_SPECS", "DDPSpec", "DDPStrategy", "FSDPSpec", "FSDPStrategy", "FSDPTPSpec", "HSDPSpec", "TPSpec",
            "TPStrategy"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("DDPStrategy", "FSDPStrategy", "TPStrategy"):
-        from optreg_parallel import strategies
-
-        return getattr(strategies, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Names that import torch, served on first use (the registry imports this package for every command).
+_SERVED = dict.fromkeys(("DDPStrategy", "FSDPStrategy", "TPStrategy"), "optreg_parallel.strategies")
+__getattr__, __dir__ = lazy_exports(__name__, _SERVED, globals())

@@ -12,8 +12,7 @@ The optimizer classes load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_paramfree.specs import (
     ALL_SPECS,
     COCOBSpec,
@@ -69,15 +68,6 @@ __all__ = [
     "Prodigy",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _OPTIMIZERS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f"optreg_paramfree.optim.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_OPTIMIZERS})
+#: Names that import torch, served on first use (the registry imports this package for every command).
+_SERVED = {name: f"optreg_paramfree.optim.{module}" for name, module in _OPTIMIZERS.items()}
+__getattr__, __dir__ = lazy_exports(__name__, _SERVED, globals())

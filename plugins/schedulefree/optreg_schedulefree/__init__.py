@@ -13,8 +13,7 @@ group. The optimizer classes and :func:`reestimate_batchnorm` load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_schedulefree.specs import (
     ALL_SPECS,
     ScheduleFreeAdamWSpec,
@@ -43,10 +42,5 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    if name in _OPTIM:  # imports torch: only when asked for
-        from optreg_schedulefree import optim
-
-        return getattr(optim, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_OPTIM, "optreg_schedulefree.optim"), globals())

@@ -9,9 +9,7 @@ step_factor=None)`` is what matrix-aware optimizers call for their non-matrix pa
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_sign.specs import ALL_SPECS, LionSpec, SignSGDSpec, SignumSpec
 
 __all__ = [
@@ -42,13 +40,5 @@ _LAZY = {
     "signum_update_": "optreg_sign.functional",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

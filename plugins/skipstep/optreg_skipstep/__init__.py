@@ -6,9 +6,7 @@ Importing this package imports no torch: the optimizer classes and helpers load 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_skipstep.specs import ALL_SPECS, NoOpSpec, SkipStepAdamWSpec, SkipStepLionSpec, SkipStepSpec
 
 __all__ = [
@@ -28,12 +26,5 @@ __version__ = "0.1.0"
 #: Names that import torch: loaded from :mod:`optreg_skipstep.optim` on first use.
 _LAZY = frozenset({"NoUpdate", "SkipStepOptimizer", "SpikeDetector", "grad_norm", "stats_dtype"})
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module("optreg_skipstep.optim"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_LAZY, "optreg_skipstep.optim"), globals())

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from optreg.optim import OptregOptimizer, WrappedOptimizer, check_number, group_device, prepare_step_factor
+from optreg.optim import OptregOptimizer, WrappedOptimizer, check_number, group_device, prepare_step_factor, run_closure
 from optreg_skipstep._stats import SpikeDetector
 
 __all__ = ["NoUpdate", "SkipStepOptimizer", "SpikeDetector", "grad_norm", "stats_dtype"]
@@ -181,10 +181,7 @@ class SkipStepOptimizer(WrappedOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
         """Judge the step, then take it (or not) with the inner optimizer; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         device = self.detector.device
         observed_loss = self._latest_loss
         if observed_loss is None and isinstance(loss, (torch.Tensor, int, float)):

@@ -17,9 +17,7 @@ Importing the package imports no torch (the registry imports ``optreg_train.plug
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from optreg.lazy import lazy_exports
 from optreg_train.specs import TrainSpec
 
 __all__ = [
@@ -43,8 +41,5 @@ _LAZY = {
     "stdlib_files": "optreg_train.tasks",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Names that import torch, served on first use (the registry imports this package for every command).
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

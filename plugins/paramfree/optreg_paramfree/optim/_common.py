@@ -32,6 +32,7 @@ from optreg.optim import (
     group_device,
     keep_factor,
     prepare_step_factor,
+    run_closure,
 )
 
 __all__ = [
@@ -188,10 +189,7 @@ class ScopedScalarOptimizer(OptregOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
         """Take one step; ``closure`` re-evaluates the loss, ``step_factor`` (0/1 tensor) gates the step."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for scope in self.scopes():
             device = scope[0][self.SCALARS[0]].device
             factor = prepare_step_factor(step_factor, device)

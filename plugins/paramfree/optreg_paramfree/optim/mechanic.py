@@ -18,6 +18,7 @@ from optreg.optim import (
     group_device,
     params_with_grads,
     real_view,
+    run_closure,
     scalar_dtype,
 )
 from optreg_paramfree.optim._common import dot
@@ -107,10 +108,7 @@ class Mechanic(WrappedOptimizer):
             raise TypeError(
                 f"step_factor needs an inner optimizer that supports it; {type(self.inner).__name__} does not"
             )
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         leader = self.param_groups[0]
         s, m, v, r = (leader[key] for key in _SCALARS)
         device = s.device

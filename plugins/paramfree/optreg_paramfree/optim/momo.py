@@ -24,6 +24,7 @@ from optreg.optim import (
     keep_factor,
     params_with_grads,
     real_view,
+    run_closure,
     scalar_dtype,
 )
 from optreg_paramfree.optim._common import add_scaled_, axpby_, dot, ema_square_
@@ -80,10 +81,7 @@ class _LossModel(OptregOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
         """One step; the loss comes from ``closure`` or from :attr:`latest_loss`."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         value = loss if loss is not None else self.latest_loss
         self.latest_loss = None
         if value is None:

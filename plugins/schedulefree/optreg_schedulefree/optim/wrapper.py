@@ -26,6 +26,7 @@ from optreg.optim import (
     host_scalars,
     params_with_grads,
     real_view,
+    run_closure,
 )
 from optreg_schedulefree._coefficients import Coefficients
 from optreg_schedulefree._momentum import inner_momentum
@@ -153,10 +154,7 @@ class ScheduleFree(WrappedOptimizer):
             raise TypeError(
                 f"step_factor needs an inner optimizer that supports it; {type(self.inner).__name__} does not"
             )
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         beta = self.momentum
         work = []
         for group in self.param_groups:
