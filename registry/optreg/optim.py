@@ -39,11 +39,15 @@ __all__ = [
     "gate_grad",
     "give_loss",
     "group_device",
+    "accumulate_dtype",
     "host_scalars",
+    "inner_product",
+    "is_sharded",
     "keep_factor",
     "params_with_grads",
     "prepare_step_factor",
     "real_view",
+    "reduced",
     "refuse_complex",
     "run_closure",
     "scalar_dtype",
@@ -131,6 +135,44 @@ def keep_factor(step_factor: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.where(step_factor != 0, torch.full_like(step_factor, beta), torch.ones_like(step_factor))
 
 
+# ---------------------------------------------------------------- reductions of sharded parameters
+#
+# Under FSDP / TP (optreg-parallel) parameters, gradients and state are DTensors. Elementwise ops run on
+# each rank's shard unchanged; a reduction (sum, norm, inner product) of a DTensor is a DTensor of
+# partial results. ``reduced`` completes it (an all-reduce over the shards' ranks) into a plain tensor,
+# so a global quantity (D-Adaptation's numerator, DoG's distance, a skip-step grad norm) is the same on
+# every rank, and equals one process's.
+
+
+def is_sharded(t: Any) -> bool:
+    """Whether ``t`` is a DTensor (a parameter or state spread over a device mesh)."""
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def reduced(t: torch.Tensor) -> torch.Tensor:
+    """The value of a reduction as a plain tensor: a DTensor's partial results combined (all ranks agree)."""
+    return t.full_tensor() if is_sharded(t) else t
+
+
+def accumulate_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype sums over ``t`` accumulate in: float32 for float32 and below, float64 for float64."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def inner_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``<a, b>`` over all elements (real views of complex tensors), accumulated in :func:`accumulate_dtype`,
+    as a plain 0-dim tensor that is global under sharding (see :func:`reduced`)."""
+    a, b = real_view(a), real_view(b)
+    dtype = accumulate_dtype(a)
+    if a.dtype != dtype:
+        a, b = a.to(dtype), b.to(dtype)
+    if is_sharded(a) or is_sharded(b):  # a DTensor cannot be flattened when its shards are uneven
+        return reduced((a * b).sum())
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
 # ---------------------------------------------------------------- host scalars
 
 #: Whether step coefficients for CPU tensors are read to Python floats (see :func:`coef`). The kit's
@@ -171,7 +213,8 @@ class Scratch:
 
     ``get(like, slot)`` returns a tensor shaped like ``like`` whose contents are garbage, the same
     memory each time for a (device, dtype, slot). On accelerators (whose caching allocators make
-    temporaries cheap) it allocates a new tensor. An optimizer keeps one in a ``TRANSIENT``
+    temporaries cheap), and for a ``DTensor`` (a sharded parameter, whose buffer must be sharded alike),
+    it allocates a new one. An optimizer keeps one in a ``TRANSIENT``
     attribute: it is not state, and copies get their own.
     """
 
@@ -179,7 +222,8 @@ class Scratch:
         self._buffers: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
     def get(self, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
-        if like.device.type != "cpu":
+        if like.device.type != "cpu" or type(like) is not torch.Tensor:
+            # accelerators' allocators make temporaries cheap; a DTensor (a sharded param) gets a DTensor
             return torch.empty_like(like, memory_format=torch.contiguous_format)
         key = (like.device, like.dtype, slot)
         buffer = self._buffers.get(key)

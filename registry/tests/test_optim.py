@@ -376,3 +376,14 @@ def test_lazy_exports_serve_names_on_first_use_only():
     assert module.dumps is json.dumps and dir_() == ["dumps", "own"]
     with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'nope'"):
         _ = module.nope
+
+
+def test_inner_product_and_reduced_on_plain_tensors():
+    from optreg.optim import inner_product, is_sharded, reduced
+
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.bfloat16)
+    assert inner_product(a, a).dtype == torch.float32 and inner_product(a, a).item() == 30.0
+    z = torch.tensor([1 + 2j], dtype=torch.complex128)
+    assert inner_product(z, z).item() == 5.0 and inner_product(z, z).dtype == torch.float64
+    t = torch.ones(())
+    assert reduced(t) is t and not is_sharded(t)
