@@ -544,7 +544,7 @@ class WrappedOptimizer(OptregOptimizer):
     def _load_merged_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         inner_state: dict[Any, dict[str, Any]] = {}
         ours: dict[Any, dict[str, Any]] = {}
-        for key, entries in state_dict["state"].items():
+        for key, entries in state_dict.get("state", {}).items():  # a stateless optimizer's may have none
             mine = {k: v for k, v in entries.items() if k.startswith(self.PREFIX)}
             rest = {k: v for k, v in entries.items() if not k.startswith(self.PREFIX)}
             if mine:
@@ -554,16 +554,20 @@ class WrappedOptimizer(OptregOptimizer):
         self.inner.load_state_dict({**state_dict, "state": inner_state})
         self.param_groups = self.inner.param_groups
         self.state = self.inner.state
-        params = [p for group in self.param_groups for p in group["params"]]
+        # the saved groups' "params" name each param: indices (torch's state_dict) or FQNs (a state dict of
+        # torch.distributed.checkpoint); matched to the current params in order, as torch's load does
+        saved = [key for group in state_dict["param_groups"] for key in group["params"]]
+        current = [p for group in self.param_groups for p in group["params"]]
+        by_key = dict(zip(saved, current))
         self.wrapper_state = {}
         for key, entries in ours.items():
-            p = params[int(key)]
+            p = by_key[key]
             self.wrapper_state[p] = {
                 k: v.to(device=p.device, dtype=p.dtype if v.is_floating_point() else v.dtype)
                 for k, v in entries.items()
             }
         for group in self.param_groups:
-            device = next((p.device for p in group["params"]), torch.device("cpu"))
+            device = group_device(group)
             for key, value in list(group.items()):
                 if key.startswith(self.PREFIX) and isinstance(value, torch.Tensor):
                     group[key] = value.to(device)

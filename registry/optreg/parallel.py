@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ROLES", "ParallelismStrategy"]
+__all__ = ["ROLES", "ParallelismStrategy", "load_state_dicts", "state_dicts"]
 
 #: The roles a strategy's meshes can have.
 ROLES = ("replicate", "shard", "tp")
@@ -123,3 +123,58 @@ def _check_role(role: str) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown mesh role {role!r}; the roles are {', '.join(ROLES)}")
     return role
+
+
+# ---------------------------------------------------------------- checkpoints (torch.distributed.checkpoint)
+
+
+def state_dicts(model: Any, optimizer: Any, *, full: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's and the optimizer's state dicts keyed by parameter FQN (torch.distributed.checkpoint's
+    ``get_state_dict``): sharded (``full = False``: DTensors, for ``dcp.save``) or full (plain tensors, for
+    ``torch.save`` and for loading on any number of ranks)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    _prime(optimizer)
+    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=full))
+
+
+def load_state_dicts(
+    model: Any, optimizer: Any, model_state: dict[str, Any], optimizer_state: dict[str, Any], *, full: bool
+) -> None:
+    """Load FQN-keyed state dicts (from :func:`state_dicts` of a run on any number of ranks) into ``model``
+    and ``optimizer``, resharding as this run's strategy shards them."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    options = StateDictOptions(full_state_dict=full)
+    _prime(optimizer)
+    if _holds_tensors(optimizer_state.get("state", {})):
+        set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state,
+                       options=options)
+        return
+    # A stateless optimizer (SGD without momentum, signSGD) saves only its groups' options, which the spec
+    # gives anyway; torch 2.13's set_state_dict fails on a full state without tensors: only the model loads.
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+    set_model_state_dict(model, model_state, options=options)
+
+
+def _holds_tensors(state: Any) -> bool:
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.dim() > 0
+    if isinstance(state, dict):
+        return any(_holds_tensors(v) for v in state.values())
+    return False
+
+
+def _prime(optimizer: Any) -> None:
+    """torch.distributed.checkpoint initialises an optimizer without state with a step at LR 0 on zero
+    gradients; an optimizer that takes the loss (MoMo) gets a zero loss for it (nothing moves at LR 0)."""
+    if getattr(optimizer, "state", None):
+        return
+    import torch
+
+    from optreg.optim import give_loss
+
+    give_loss(optimizer, torch.zeros(()))
