@@ -27,12 +27,13 @@ The core ships ``single`` (one process, model as is, every mesh ``None``); optre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ROLES", "ParallelismStrategy", "load_state_dicts", "state_dicts"]
+__all__ = ["ROLES", "ParallelismStrategy", "initialize_state", "load_state_dicts", "state_dicts"]
 
 #: The roles a strategy's meshes can have.
 ROLES = ("replicate", "shard", "tp")
@@ -163,16 +164,30 @@ def _holds_tensors(state: Any) -> bool:
 
     if isinstance(state, torch.Tensor):
         return state.dim() > 0
-    if isinstance(state, dict):
+    if isinstance(state, Mapping):
         return any(_holds_tensors(v) for v in state.values())
     return False
 
 
+def initialize_state(optimizer: Any) -> None:
+    """Create an optimizer's state the way torch.distributed.checkpoint does before it loads into it: a step
+    at LR 0 on zero gradients (nothing moves). Call it before anything that changes the optimizer's mode
+    (a schedule-free ``eval()``): loading needs the state's layout, and its step a training-mode optimizer."""
+    from torch.distributed.checkpoint.state_dict import _init_optim_state
+
+    _prime(optimizer)
+    _init_optim_state(optimizer)
+
+
 def _prime(optimizer: Any) -> None:
     """torch.distributed.checkpoint initialises an optimizer without state with a step at LR 0 on zero
-    gradients; an optimizer that takes the loss (MoMo) gets a zero loss for it (nothing moves at LR 0)."""
-    if getattr(optimizer, "state", None):
+    gradients: entries a lookup left empty would make it believe the state exists (drop them), and an
+    optimizer that takes the loss (MoMo) gets a zero loss for that step."""
+    state = getattr(optimizer, "state", None)
+    if state is None or _holds_tensors(dict(state)):
         return
+    for key in [k for k, v in state.items() if not v]:
+        del state[key]
     import torch
 
     from optreg.optim import give_loss

@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``optreg`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # a command may launch itself again (--nproc)
     try:
         return int(args.func(args) or 0)
     except SpecError as exc:
