@@ -1,22 +1,45 @@
-"""Checkpoints of ``optreg train``: model, optimizer, scheduler, RNG and progress in one file.
+"""Checkpoints of ``optreg train``: model, optimizer, scheduler, RNG and progress.
 
-The file holds tensors, numbers, strings and containers only, so it loads with
-``torch.load(path, weights_only=True)``. It is written to a temporary file and
-renamed, so an interrupted save never leaves a broken checkpoint behind.
+Two layouts, one meaning:
+
+- a single-process run writes ``checkpoint.pt``: the model's and the optimizer's state keyed by parameter
+  FQN (torch.distributed.checkpoint's full state dicts), the rest beside them. Tensors, numbers,
+  strings and containers only: it loads with ``torch.load(path, weights_only=True)``.
+- a distributed run writes ``checkpoint/`` with ``torch.distributed.checkpoint`` (each rank its shards,
+  no gathering) and ``checkpoint/meta.pt`` (the progress, written by rank 0).
+
+Either loads on any number of processes: a run of N ranks resumes on M (M = 1 included), the shards
+re-cut as the new run's strategy shards them. Both are written to a temporary name and renamed, so an
+interrupted save never leaves a broken checkpoint behind. A checkpoint of format 1 (the optimizer's own
+index-keyed ``state_dict()``) still resumes in one process.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT", "FORMAT", "load_checkpoint", "save_checkpoint"]
+from optreg.parallel import ParallelismStrategy, load_state_dicts, state_dicts
+
+__all__ = [
+    "CHECKPOINT",
+    "DISTRIBUTED_CHECKPOINT",
+    "FORMAT",
+    "load_checkpoint",
+    "load_run_state",
+    "newest_checkpoint",
+    "save_checkpoint",
+    "save_run_state",
+]
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 1
+DISTRIBUTED_CHECKPOINT = "checkpoint"
+META = "meta.pt"
+FORMAT = 2
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -27,10 +50,75 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    """Read a file written by :func:`save_checkpoint` (``weights_only=True``)."""
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint in {path.parent} (expected {path.name})")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an optreg train checkpoint of format {FORMAT}")
+    if not isinstance(payload, dict) or payload.get("format") not in (1, FORMAT):
+        raise ValueError(f"{path} is not an optreg train checkpoint (format 1 or {FORMAT})")
     return payload
+
+
+def newest_checkpoint(out: Path) -> tuple[str, dict[str, Any]] | None:
+    """``("file" | "distributed", meta)`` of the newest checkpoint in ``out`` (by step), or ``None``."""
+    found = []
+    if (out / CHECKPOINT).exists():
+        found.append(("file", load_checkpoint(out / CHECKPOINT)))
+    if (out / DISTRIBUTED_CHECKPOINT / META).exists():
+        found.append(("distributed", load_checkpoint(out / DISTRIBUTED_CHECKPOINT / META)))
+    if not found:
+        return None
+    return max(found, key=lambda item: int(item[1]["step"]))
+
+
+def save_run_state(out: Path, model: Any, optimizer: Any, strategy: ParallelismStrategy, meta: dict[str, Any]) -> None:
+    """Save model, optimizer and ``meta`` (progress, scheduler, RNG) in the layout of this run's world size."""
+    if not strategy.is_distributed:
+        model_state, optimizer_state = state_dicts(model, optimizer, full=True)
+        save_checkpoint(out / CHECKPOINT, {**meta, "model": model_state, "optimizer": optimizer_state})
+        return
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    final, tmp = out / DISTRIBUTED_CHECKPOINT, out / (DISTRIBUTED_CHECKPOINT + ".tmp")
+    if strategy.rank == 0 and tmp.exists():
+        shutil.rmtree(tmp)
+    dist.barrier()
+    model_state, optimizer_state = state_dicts(model, optimizer, full=False)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(tmp))
+    dist.barrier()
+    if strategy.rank == 0:
+        save_checkpoint(tmp / META, meta)
+        old = out / (DISTRIBUTED_CHECKPOINT + ".old")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+    dist.barrier()
+
+
+def load_run_state(out: Path, model: Any, optimizer: Any, strategy: ParallelismStrategy) -> dict[str, Any]:
+    """Load the newest checkpoint in ``out`` into ``model`` and ``optimizer`` (any world size to this one's);
+    return its meta (progress, scheduler, RNG)."""
+    newest = newest_checkpoint(out)
+    if newest is None:
+        raise FileNotFoundError(f"no checkpoint in {out} (expected {CHECKPOINT} or {DISTRIBUTED_CHECKPOINT}/)")
+    layout, meta = newest
+    if layout == "file":
+        if meta.get("format") == 1:  # the optimizer's own state_dict(), keyed by index
+            if strategy.is_distributed:
+                raise ValueError(f"{out / CHECKPOINT} is of format 1 (before optreg could reshard); resume it in one "
+                                 "process")
+            model.load_state_dict(meta["model"])
+            optimizer.load_state_dict(meta["optimizer"])
+        else:
+            load_state_dicts(model, optimizer, meta["model"], meta["optimizer"], full=True)
+        return meta
+    import torch.distributed.checkpoint as dcp
+
+    model_state, optimizer_state = state_dicts(model, optimizer, full=False)
+    target = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(target, checkpoint_id=str(out / DISTRIBUTED_CHECKPOINT))
+    load_state_dicts(model, optimizer, target["model"], target["optimizer"], full=False)
+    return meta

@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stop-after", type=int, metavar="N",
         help="stop with a checkpoint once N steps are done (the schedule still spans [train].steps)",
     )
+    p.add_argument(
+        "--nproc", type=int, metavar="N",
+        help="train on N local processes, launched with torch.distributed.run (the spec's [parallelism] must be "
+        "a distributed strategy; the global batch is batch_size x the data-parallel ranks)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
@@ -133,8 +138,50 @@ def _resume_spec(args: argparse.Namespace) -> tuple[RunSpec, Path]:
     return spec, run_dir
 
 
+def _launch(args: argparse.Namespace, spec: RunSpec) -> int:
+    """``optreg train ... --nproc N``: the same command on N local processes, through torch.distributed.run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and spec.parallelism.TYPE == "single":
+        raise optreg.SpecError(
+            f"--nproc {args.nproc} needs a distributed strategy, but the spec's parallelism is 'single': set "
+            "[parallelism] type to ddp, fsdp, hsdp, tp or fsdp_tp (optreg-parallel)",
+            path="$.parallelism.type", file=spec.source,
+        )
+    argv, skip = [], False
+    for token in getattr(args, "argv", []):
+        if skip:
+            skip = False
+        elif token == "--nproc":
+            skip = True
+        elif not token.startswith("--nproc="):
+            argv.append(token)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "optreg", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    process = subprocess.Popen(command, env=env)
+    # Ctrl-C reaches every process of the terminal's group: the ranks stop after the same step with a
+    # checkpoint; this launcher only waits for them (a Python handler is not inherited by the children).
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     console = _setup(args)
+    if os.environ.get("RANK", "0") != "0":  # a distributed run: only rank 0 prints
+        from rich.console import Console
+
+        console = Console(quiet=True)
     from optreg_train.loop import train_run
     from optreg_train.report import summary_table
 
@@ -153,6 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1, got {args.stop_after}")
+    if args.nproc is not None and "RANK" not in os.environ:
+        return _launch(args, spec)
     verb = "resuming" if args.resume else "training"
     console.print(
         f"{verb} {spec.source or 'spec'}: optimizer {spec.optimizer.TYPE}, schedule {spec.scheduler.TYPE}, "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -37,9 +38,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import optreg
 from optreg.errors import SpecError
-from optreg.optim import give_loss
+from optreg.optim import give_loss, reduced
+from optreg.parallel import ParallelismStrategy, initialize_state
 from optreg.runspec import RunSpec
-from optreg_train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from optreg_train.checkpoint import (
+    CHECKPOINT,
+    DISTRIBUTED_CHECKPOINT,
+    load_run_state,
+    newest_checkpoint,
+    save_run_state,
+)
 from optreg_train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
 from optreg_train.results import TRAIN_LOSS_WINDOW, RunResult, Status
 from optreg_train.tasks import Task, load_task
@@ -99,29 +107,47 @@ def _eval_params(optimizer: Any, model: torch.nn.Module) -> Iterator[None]:
 
 
 class _StopFlag:
-    """Turns the first Ctrl-C into a request to stop after the current step (the second one aborts)."""
+    """Turns the first Ctrl-C into a request to stop after the current step (the second one aborts).
 
-    def __init__(self) -> None:
+    In a distributed run SIGTERM counts too (torchrun's agent passes a Ctrl-C on to its workers as
+    SIGTERM), and the ranks agree on the step they stop after (:meth:`agreed`).
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT,)) -> None:
         self.requested = False
+        self.signals = signals
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_StopFlag]:
         # Off the main thread signals cannot be handled; an ignored SIGINT (nohup, a background
         # job) stays ignored, as Python itself leaves it.
-        if threading.current_thread() is not threading.main_thread() or \
-                signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        if threading.current_thread() is not threading.main_thread():
             yield self
             return
+        wanted = [s for s in self.signals if signal.getsignal(s) is not signal.SIG_IGN]
+        previous: dict[int, Any] = {}
 
         def handler(signum: int, frame: Any) -> None:
             self.requested = True
-            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts at once
+            signal.signal(signum, previous[signum])  # a second one interrupts at once
 
-        previous = signal.signal(signal.SIGINT, handler)
+        for signum in wanted:
+            previous[signum] = signal.signal(signum, handler)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    def agreed(self, strategy: Any) -> bool:
+        """Whether any rank was asked to stop (every rank then stops after the same step)."""
+        if not strategy.is_distributed:
+            return self.requested
+        import torch.distributed as dist
+
+        flag = torch.tensor(1.0 if self.requested else 0.0)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def _lrs(optimizer: torch.optim.Optimizer) -> list[float]:
@@ -144,6 +170,7 @@ class PreparedRun:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     data_gen: torch.Generator
+    strategy: Any = None
 
 
 def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
@@ -155,18 +182,27 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     model = task.make_model().to(device)
     units = spec.scheduler.units
     t_max = spec.scheduler.t_max or train.run_length(units)
+    _check_launch(spec)
     built = spec.build(model, t_max=t_max)
-    if built.strategy.world_size > 1:
-        raise SpecError(
-            f"the {spec.parallelism.TYPE!r} strategy runs {built.strategy.world_size} processes; the built-in "
-            "trainer (optreg train / compare) runs one: use type = 'single'",
-            path="$.parallelism.type",
-            file=spec.source,
-        )
+    device = getattr(built.strategy, "device", None) or device
     if _has_mode_switch(built.optimizer):
         built.optimizer.train()
     data_gen = torch.Generator().manual_seed(train.seed)
-    return PreparedRun(spec, task, device, built.model, built.optimizer, built.scheduler, data_gen)
+    return PreparedRun(spec, task, device, built.model, built.optimizer, built.scheduler, data_gen, built.strategy)
+
+
+def _check_launch(spec: RunSpec) -> None:
+    """Several processes need a distributed strategy: each would otherwise train its own copy into one directory."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and spec.parallelism.TYPE == "single":
+        raise SpecError(
+            f"{world} processes were launched, but the spec's parallelism is 'single': set [parallelism] type to "
+            "a distributed strategy (ddp, fsdp, hsdp, tp, fsdp_tp: optreg-parallel), or launch one process",
+            path="$.parallelism.type",
+            file=spec.source,
+        )
 
 
 def preflight(spec: RunSpec, task: Task | None = None) -> None:
@@ -185,10 +221,11 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
         raise SpecError(f"the spec does not build: {exc}", path="$", file=spec.source) from None
     gen = torch.Generator().manual_seed(spec.train.seed + 1)
     try:
-        inputs, targets = run.task.train_batch(gen, run.device)
+        inputs, targets = _local_batch(run, gen)
         loss = run.task.loss(run.model, inputs, targets)
         loss.backward()
-        detached = loss.detach()
+        detached = run.strategy.average_over_data_parallel(loss.detach()) if run.strategy else loss.detach()
+        give_loss(run.optimizer, detached)
         run.optimizer.step(lambda: detached)
         if spec.scheduler.units == "tokens":
             run.scheduler.step(tokens=run.task.tokens_per_step)
@@ -206,6 +243,19 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
         ) from None
 
 
+def _local_batch(run: PreparedRun, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's slice of the global batch (``batch_size`` x data-parallel ranks rows, drawn alike on every
+    rank): the batches of one process training with that global batch, in the same order."""
+    strategy = run.strategy
+    size = strategy.data_parallel_size if strategy is not None else 1
+    if size == 1:
+        return run.task.train_batch(gen, run.device)
+    rows = run.spec.train.batch_size
+    inputs, targets = run.task.train_batch(gen, run.device, rows * size)
+    start = strategy.data_parallel_rank * rows
+    return inputs[start:start + rows], targets[start:start + rows]
+
+
 def _resolved(spec: RunSpec) -> RunSpec:
     """The spec with ``data`` made absolute (so the saved spec.toml works from any directory)."""
     if spec.train.data is None:
@@ -216,7 +266,7 @@ def _resolved(spec: RunSpec) -> RunSpec:
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
     """Refuse to train into a directory that holds another run, unless ``overwrite``."""
-    taken = [name for name in (CHECKPOINT, "metrics.jsonl") if (out / name).exists()]
+    taken = [name for name in (CHECKPOINT, DISTRIBUTED_CHECKPOINT, "metrics.jsonl") if (out / name).exists()]
     if taken and not overwrite:
         raise RunDirError(
             f"{out} already holds a run ({', '.join(taken)}); continue it with --resume {out}, "
@@ -256,10 +306,19 @@ def train_run(
         prepared = prepare_run(spec, task)
     run = prepared
     task, model, optimizer, scheduler = run.task, run.model, run.optimizer, run.scheduler
+    strategy = run.strategy if run.strategy is not None else ParallelismStrategy()
+    is_main = strategy.rank == 0  # only rank 0 prints and writes files (every rank writes its checkpoint shards)
+    if not is_main:
+        console, show_progress, plots, progress = Console(quiet=True), False, False, None
     train = spec.train
     memory = PeakMemory(run.device)
     metrics_path = out / "metrics.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if strategy.is_distributed:
+        import torch.distributed as dist
+
+        dist.barrier()  # the directory exists before any rank writes its shards
 
     step = 0
     tokens = 0
@@ -267,21 +326,24 @@ def train_run(
     skipped_total = 0
     history: list[dict[str, Any]] = []
     if resume:
-        ckpt = load_checkpoint(out / CHECKPOINT)
-        if ckpt.get("data_fingerprint") != task.fingerprint:
+        newest = newest_checkpoint(out)
+        if newest is None:
+            raise RunDirError(f"{out} holds no checkpoint to resume ({CHECKPOINT} or {DISTRIBUTED_CHECKPOINT}/)")
+        meta = newest[1]
+        if meta.get("data_fingerprint") != task.fingerprint:
             raise RunDirError(
                 f"the data differs from the run in {out} (fingerprint {task.fingerprint}, the checkpoint has "
-                f"{ckpt.get('data_fingerprint')}): was the data file or the Python version changed?"
+                f"{meta.get('data_fingerprint')}): was the data file or the Python version changed?"
             )
-        if int(ckpt["step"]) > train.steps:
+        if int(meta["step"]) > train.steps:
             raise RunDirError(
-                f"the run in {out} is already at step {ckpt['step']}; ask for at least that many steps"
+                f"the run in {out} is already at step {meta['step']}; ask for at least that many steps"
             )
         switch = _has_mode_switch(optimizer)
+        initialize_state(optimizer)  # the state's layout to load into, made while in training mode
         if switch:
             optimizer.eval()  # the checkpoint holds evaluation-mode parameters and state
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = load_run_state(out, model, optimizer, strategy)
         scheduler.load_state_dict(ckpt["scheduler"])
         if switch:
             optimizer.train()  # back to the training parameters, as in an unbroken run
@@ -292,9 +354,10 @@ def train_run(
         step, tokens, elapsed = int(ckpt["step"]), int(ckpt["tokens"]), float(ckpt["elapsed"])
         skipped_total = int(ckpt.get("skipped", 0))
         history = read_metrics(metrics_path, upto=step)
-    (out / "spec.toml").write_text(optreg.dump_spec(spec))
-    with metrics_path.open("w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in history)
+    if is_main:
+        (out / "spec.toml").write_text(optreg.dump_spec(spec))
+        with metrics_path.open("w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in history)
 
     end = train.steps if stop_after is None else min(train.steps, stop_after)
     skip_flag = _skipped_flag(optimizer)
@@ -319,21 +382,20 @@ def train_run(
         rng = {"torch": torch.get_rng_state(), "data": run.data_gen.get_state()}
         if run.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(run.device)
+        meta = {
+            "step": step,
+            "tokens": tokens,
+            "elapsed": elapsed,
+            "skipped": skipped_total,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng,
+            "data_fingerprint": task.fingerprint,
+            "optimizer_type": spec.optimizer.TYPE,
+            "scheduler_type": spec.scheduler.TYPE,
+            "world_size": strategy.world_size,
+        }
         with _eval_params(optimizer, model):
-            payload = {
-                "step": step,
-                "tokens": tokens,
-                "elapsed": elapsed,
-                "skipped": skipped_total,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng,
-                "data_fingerprint": task.fingerprint,
-                "optimizer_type": spec.optimizer.TYPE,
-                "scheduler_type": spec.scheduler.TYPE,
-            }
-            save_checkpoint(out / CHECKPOINT, payload)
+            save_run_state(out, model, optimizer, strategy, meta)
 
     own_progress = progress is None and show_progress
     if own_progress:
@@ -343,26 +405,27 @@ def train_run(
         task_id = progress.add_task(name, total=train.steps, completed=step, loss="-", val="-", lr="-", speed="")
     memory.reset()
     session_tokens, session_train_time = 0, 0.0
-    stop = _StopFlag()
+    stop = _StopFlag((signal.SIGINT, signal.SIGTERM) if strategy.is_distributed else (signal.SIGINT,))
     unit_label = "tok/s" if task.unit == "tokens" else "samples/s"
     scheduler_counts_tokens = spec.scheduler.units == "tokens"
     with contextlib.ExitStack() as stack:
         if own_progress:
             stack.enter_context(progress)  # type: ignore[arg-type]
         stack.enter_context(stop.installed())
-        metrics_file = stack.enter_context(metrics_path.open("a"))
+        metrics_file = stack.enter_context(metrics_path.open("a") if is_main else open(os.devnull, "w"))  # noqa: SIM115
         model.train()
         while step < end:
             started = time.perf_counter()
-            inputs, targets = task.train_batch(run.data_gen, run.device)
+            inputs, targets = _local_batch(run, run.data_gen)
             lrs = _lrs(optimizer)
             optimizer.zero_grad(set_to_none=True)
             loss = task.loss(model, inputs, targets)
             loss.backward()
             norm = None
             if train.grad_clip is not None:  # skip-step judges the norm before clipping
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            detached = loss.detach()
+                norm = reduced(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip))
+            # the global batch's loss (the mean over the data-parallel ranks' slices), on every rank alike
+            detached = strategy.average_over_data_parallel(loss.detach())
             give_loss(optimizer, detached, grad_norm=norm)  # optimizers that take the loss, through wrappers
             optimizer.step(lambda detached=detached: detached)
             if scheduler_counts_tokens:
@@ -384,7 +447,7 @@ def train_run(
             session_train_time += spent
             session_tokens += task.tokens_per_step
             diverged = not math.isfinite(loss_value)
-            stopping = stop.requested  # read once: a Ctrl-C arriving later is handled after the next step
+            stopping = stop.agreed(strategy)  # read once (a later Ctrl-C is handled after the next step), by all ranks
             evaluation_step = step % train.eval_interval == 0 or step in (train.steps, end) or stopping
             if not diverged and evaluation_step:
                 val = evaluate()
@@ -444,7 +507,8 @@ def train_run(
         history=history,
         group_names=group_names,
     )
-    (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if is_main:
+        (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if plots:
         from optreg_train.plots import plot_run
 

@@ -169,7 +169,11 @@ class Task:
     def make_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def train_batch(self, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(
+        self, gen: torch.Generator, device: torch.device, rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: ``batch_size`` rows, or ``rows`` (a data-parallel run draws the global batch, then
+        each rank takes its slice: the same batches in the same order as one process with that batch size)."""
         raise NotImplementedError
 
     def val_batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -211,9 +215,11 @@ class CharLMTask(Task):
         seqs = stream[offsets[:, None] + self._window].to(device, non_blocking=True)
         return seqs[:, :-1], seqs[:, 1:]
 
-    def train_batch(self, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(
+        self, gen: torch.Generator, device: torch.device, rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         high = len(self.data.train) - self.spec.seq_len
-        offsets = torch.randint(0, high, (self.spec.batch_size,), generator=gen)
+        offsets = torch.randint(0, high, (rows or self.spec.batch_size,), generator=gen)
         return self._windows(self.data.train, offsets, device)
 
     def val_batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -228,8 +234,10 @@ class MLPTask(Task):
     def make_model(self) -> nn.Module:
         return TinyMLP(d_in=MLP_INPUTS, d_hidden=self.spec.d_model, d_out=MLP_CLASSES)
 
-    def train_batch(self, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, len(self.data.x_train), (self.spec.batch_size,), generator=gen)
+    def train_batch(
+        self, gen: torch.Generator, device: torch.device, rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.data.x_train), (rows or self.spec.batch_size,), generator=gen)
         return self.data.x_train[idx].to(device), self.data.y_train[idx].to(device)
 
     def val_batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
