@@ -72,7 +72,16 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     rank, size = strategy.data_parallel_rank, strategy.data_parallel_size
     per_rank = GLOBAL_BATCH // size
     events = case.get("events", {})
-    for step in range(STEPS):
+    if case.get("load"):  # resume a checkpoint (of any world size) written by "save"
+        from pathlib import Path
+
+        from optreg_train.checkpoint import load_run_state
+
+        from optreg.parallel import initialize_state
+
+        initialize_state(optimizer)
+        load_run_state(Path(case["load"]), model, optimizer, strategy)
+    for step in range(case.get("start", 0), case.get("stop", STEPS)):
         x, y = batch(step, events)
         x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
 
@@ -86,6 +95,13 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             loss = closure()
         give_loss(optimizer, loss)
         optimizer.step(lambda loss=loss: loss)
+    if case.get("save"):  # optreg train's checkpoint: checkpoint.pt in one process, DCP shards on several
+        from pathlib import Path
+
+        from optreg_train.checkpoint import save_run_state
+
+        Path(case["save"]).mkdir(parents=True, exist_ok=True)
+        save_run_state(Path(case["save"]), model, optimizer, strategy, {"step": case.get("stop", STEPS)})
     if case.get("eval_mode") and hasattr(optimizer, "eval"):
         optimizer.eval()
     params = {}

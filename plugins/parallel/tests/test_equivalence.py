@@ -49,13 +49,17 @@ NAMED: dict[str, dict[str, Any]] = {
     "schedule_free_adamw": {"type": "schedule_free_adamw", "lr": 0.01},
     "skip_step_adamw": {"type": "skip_step_adamw", "lr": 0.01, "min_samples": 3},
 }
+#: Defaults that do not build (a wrapper that needs its inner optimizer's momentum off).
+OTHERS: dict[str, dict[str, Any]] = {
+    "schedule_free": {"type": "schedule_free", "inner": {"type": "adamw", "lr": 0.01, "betas": [0.0, 0.999]}},
+}
 #: Steps that a skip-step run must skip: a loss spike, then NaN gradients.
 EVENTS = {"spike": [7], "nan": [8]}
 
 
 def _optimizer_tables() -> dict[str, dict[str, Any]]:
     registry = optreg.get_registry()
-    tables = dict(NAMED)
+    tables = {**NAMED, **OTHERS}
     for name in registry.names("optimizer"):
         if name not in tables:
             cls = registry.spec_class("optimizer", name)
