@@ -163,7 +163,7 @@ class EvalTable:
 
     every: int = optreg.field(10, ge=1, doc="Steps between evaluations.")
 
-    def run_length(self, units: str) -> int:
+    def run_length(self, units: str, data_parallel_size: int = 1) -> int:
         return 40
 
 

@@ -88,8 +88,9 @@ def optreg_register_tables(register: RegisterCallback) -> None:
         def optreg_register_tables(register):
             register("train", TrainSpec)
 
-    A table the class knows its run length from may define ``run_length(units) -> int | None``
-    (``RunSpec.build`` then spans the schedule over it).
+    A table the class knows its run length from may define
+    ``run_length(units, data_parallel_size) -> int | None`` (``RunSpec.build`` then spans the schedule
+    over it; a token budget counts the tokens of every data-parallel rank).
     """
 
 

@@ -85,13 +85,14 @@ class RunSpec:
         """A copy with the plugin table ``name`` replaced by ``value``."""
         return attrs.evolve(self, tables={**self.tables, name: value})
 
-    def run_length(self, units: str) -> int | None:
-        """The run's length in ``units`` (steps or tokens), from the first plugin table that knows it."""
+    def run_length(self, units: str, data_parallel_size: int = 1) -> int | None:
+        """The run's length in ``units`` (steps or tokens), from the first plugin table that knows it; tokens
+        count every one of ``data_parallel_size`` ranks'."""
         for name in sorted({*self.tables, *self.table_classes}):
             table = getattr(self, name)
             length = getattr(table, "run_length", None)
             if callable(length):
-                value = length(units)
+                value = length(units, data_parallel_size)
                 if value is not None:
                     return value
         return None
@@ -100,8 +101,9 @@ class RunSpec:
         """Apply the parallelism strategy, then build the optimizer and the scheduler.
 
         ``t_max`` defaults to the scheduler's own ``t_max``, then the run length a plugin table
-        gives in the scheduler's units (``[train] steps``, or its token budget). Errors in the
-        optimizer's and scheduler's options carry ``$.optimizer...`` / ``$.scheduler...`` paths and the file.
+        gives in the scheduler's units (``[train] steps``, or its token budget over every data-parallel
+        rank). Errors in the optimizer's and scheduler's options carry ``$.optimizer...`` /
+        ``$.scheduler...`` paths and the file.
         """
         try:
             strategy = self.parallelism.create()
@@ -114,7 +116,7 @@ class RunSpec:
         except SpecError as exc:
             raise exc.in_table("optimizer", self.source) from None
         if t_max is None:
-            t_max = self.scheduler.t_max or self.run_length(self.scheduler.units)
+            t_max = self.scheduler.t_max or self.run_length(self.scheduler.units, strategy.data_parallel_size)
         try:
             scheduler = self.scheduler.build(optimizer, t_max=t_max)
         except SpecError as exc:

@@ -89,8 +89,8 @@ class RunTable:
     steps: int = field(10, ge=1, doc="Optimizer steps.")
     tokens_per_step: int = field(64, ge=1, doc="Tokens one step consumes.")
 
-    def run_length(self, units: str) -> int:
-        return self.steps if units == "steps" else self.steps * self.tokens_per_step
+    def run_length(self, units: str, data_parallel_size: int = 1) -> int:
+        return self.steps if units == "steps" else self.steps * self.tokens_per_step * data_parallel_size
 
 
 @optreg.hookimpl

@@ -65,6 +65,7 @@ class TrainSpec:
         """What one step consumes: characters (``char_lm``: batch x sequence) or samples (``mlp``)."""
         return self.batch_size * self.seq_len if self.task == "char_lm" else self.batch_size
 
-    def run_length(self, units: str) -> int:
-        """The run's length in a schedule's units: ``steps``, or the token budget ``steps x tokens_per_step``."""
-        return self.steps if units == "steps" else self.steps * self.tokens_per_step
+    def run_length(self, units: str, data_parallel_size: int = 1) -> int:
+        """The run's length in a schedule's units: ``steps``, or the token budget ``steps x tokens_per_step``
+        of every one of ``data_parallel_size`` ranks (the global batch's tokens)."""
+        return self.steps if units == "steps" else self.steps * self.tokens_per_step * data_parallel_size
