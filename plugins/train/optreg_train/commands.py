@@ -138,12 +138,25 @@ def _resume_spec(args: argparse.Namespace) -> tuple[RunSpec, Path]:
     return spec, run_dir
 
 
-def _launch(args: argparse.Namespace, spec: RunSpec) -> int:
-    """``optreg train ... --nproc N``: the same command on N local processes, through torch.distributed.run."""
+def _launch(args: argparse.Namespace, spec: RunSpec, out: Path) -> int:
+    """``optreg train ... --nproc N``: the same command on N local processes, through torch.distributed.run.
+
+    The launcher checks what it can in one process first (the spec builds and steps with its
+    parallelism set to ``single``, the output directory is free), so a mistake shows once, before N
+    processes start. torchrun's agent runs in this process: a Ctrl-C reaches the ranks (they stop after
+    the same step, with a checkpoint) and the agent, which waits for them; a rank's failure shows as
+    that rank's own message, not torchrun's report of it.
+    """
+    import logging
     import os
-    import signal
-    import subprocess
-    import sys
+
+    import attrs
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from optreg.builtins import SingleProcess
+    from optreg_train.loop import check_out_dir, preflight
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
@@ -153,6 +166,9 @@ def _launch(args: argparse.Namespace, spec: RunSpec) -> int:
             "[parallelism] type to ddp, fsdp, hsdp, tp or fsdp_tp (optreg-parallel)",
             path="$.parallelism.type", file=spec.source,
         )
+    if args.resume is None:
+        check_out_dir(out, overwrite=args.overwrite)
+        preflight(attrs.evolve(spec, parallelism=SingleProcess()))
     argv, skip = [], False
     for token in getattr(args, "argv", []):
         if skip:
@@ -161,20 +177,38 @@ def _launch(args: argparse.Namespace, spec: RunSpec) -> int:
             skip = True
         elif not token.startswith("--nproc="):
             argv.append(token)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               "-m", "optreg", *argv]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    process = subprocess.Popen(command, env=env)
-    # Ctrl-C reaches every process of the terminal's group: the ranks stop after the same step with a
-    # checkpoint; this launcher only waits for them (a Python handler is not inherited by the children).
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # N processes share the cores (torchrun would warn and set it)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    launch = parse_args(["--standalone", f"--nproc-per-node={args.nproc}", "-m", "optreg", *argv])
     try:
-        return process.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        run(launch)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode in EXIT.values() or failure.exitcode == 2:  # the rank said why (or stopped on request)
+            return failure.exitcode
+        reason = failure.message or f"exit status {failure.exitcode}"
+        raise RuntimeError(f"rank {rank} of the --nproc {args.nproc} run failed: {reason}") from None
+    except SignalException:  # Ctrl-C: the ranks stopped with a checkpoint (or were killed after the agent's timeout)
+        return EXIT["interrupted"]
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        return _train(args)
+    from optreg_train.loop import RunDirError
+
+    try:
+        return _train(args)
+    except (optreg.SpecError, RunDirError):
+        return 2  # every rank reads the same spec and directory: rank 0 reports it, once
+
+
+def _train(args: argparse.Namespace) -> int:
     import os
 
     console = _setup(args)
@@ -185,10 +219,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from optreg_train.loop import train_run
     from optreg_train.report import summary_table
 
+    launcher = args.nproc is not None and "RANK" not in os.environ  # starts the ranks, which print the notes
     if args.resume is not None:
         spec, out = _resume_spec(args)
         saved_steps = optreg.load_spec(out / "spec.toml").train.steps
-        if spec.train.steps != saved_steps and spec.scheduler.needs_t_max() and spec.scheduler.t_max is None:
+        stretched = spec.train.steps != saved_steps and spec.scheduler.needs_t_max() and spec.scheduler.t_max is None
+        if stretched and not launcher:
             console.print(
                 f"[yellow]note:[/yellow] the run length changes from {saved_steps} to {spec.train.steps} steps, "
                 f"so the {spec.scheduler.TYPE} schedule is stretched to the new length from here on"
@@ -200,8 +236,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1, got {args.stop_after}")
-    if args.nproc is not None and "RANK" not in os.environ:
-        return _launch(args, spec)
+    if launcher:
+        return _launch(args, spec, out)
     verb = "resuming" if args.resume else "training"
     console.print(
         f"{verb} {spec.source or 'spec'}: optimizer {spec.optimizer.TYPE}, schedule {spec.scheduler.TYPE}, "
@@ -213,13 +249,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress, plots=not args.no_plots,
     )
     console.print(summary_table(result))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    nproc = f" --nproc {world}" if world > 1 else ""  # the resumed run may use another count (its global batch changes)
     if result.status == "interrupted":
         console.print(
             f"[yellow]interrupted at step {result.step}:[/yellow] checkpoint saved; continue with "
-            f"`optreg train --resume {out}`"
+            f"`optreg train --resume {out}{nproc}`"
         )
     elif result.status == "stopped":
-        console.print(f"stopped at step {result.step} of {result.steps}; continue with `optreg train --resume {out}`")
+        console.print(
+            f"stopped at step {result.step} of {result.steps}; continue with `optreg train --resume {out}{nproc}`"
+        )
     elif result.status == "diverged":
         console.print(
             f"[red]the loss became non-finite at step {result.step}[/red]; the last checkpoint "

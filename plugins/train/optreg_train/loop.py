@@ -109,13 +109,16 @@ def _eval_params(optimizer: Any, model: torch.nn.Module) -> Iterator[None]:
 class _StopFlag:
     """Turns the first Ctrl-C into a request to stop after the current step (the second one aborts).
 
-    In a distributed run SIGTERM counts too (torchrun's agent passes a Ctrl-C on to its workers as
-    SIGTERM), and the ranks agree on the step they stop after (:meth:`agreed`).
+    In a distributed run every SIGINT and SIGTERM is such a request, the later ones too: a Ctrl-C reaches
+    each rank from the terminal and again from torchrun's agent, which passes it on to its workers (and
+    kills them if they have not stopped within its shutdown timeout). The ranks agree on the step they
+    stop after (:meth:`agreed`).
     """
 
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT,)) -> None:
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT,), *, repeat: bool = False) -> None:
         self.requested = False
         self.signals = signals
+        self.repeat = repeat
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_StopFlag]:
@@ -129,7 +132,8 @@ class _StopFlag:
 
         def handler(signum: int, frame: Any) -> None:
             self.requested = True
-            signal.signal(signum, previous[signum])  # a second one interrupts at once
+            if not self.repeat:
+                signal.signal(signum, previous[signum])  # a second one interrupts at once
 
         for signum in wanted:
             previous[signum] = signal.signal(signum, handler)
@@ -180,10 +184,8 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     task = task or load_task(train, file=spec.source)
     torch.manual_seed(train.seed)
     model = task.make_model().to(device)
-    units = spec.scheduler.units
-    t_max = spec.scheduler.t_max or train.run_length(units)
     _check_launch(spec)
-    built = spec.build(model, t_max=t_max)
+    built = spec.build(model)  # the schedule spans [train]'s run length (in tokens: the global batch's)
     device = getattr(built.strategy, "device", None) or device
     if _has_mode_switch(built.optimizer):
         built.optimizer.train()
@@ -228,7 +230,7 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
         give_loss(run.optimizer, detached)
         run.optimizer.step(lambda: detached)
         if spec.scheduler.units == "tokens":
-            run.scheduler.step(tokens=run.task.tokens_per_step)
+            run.scheduler.step(tokens=_global_tokens_per_step(run))
         else:
             run.scheduler.step()
         with torch.no_grad(), _eval_params(run.optimizer, run.model):
@@ -256,12 +258,30 @@ def _local_batch(run: PreparedRun, gen: torch.Generator) -> tuple[torch.Tensor, 
     return inputs[start:start + rows], targets[start:start + rows]
 
 
+def _global_tokens_per_step(run: PreparedRun) -> int:
+    """Tokens (or samples) one step trains on over all data-parallel ranks: the global batch's."""
+    size = run.strategy.data_parallel_size if run.strategy is not None else 1
+    return run.task.tokens_per_step * size
+
+
 def _resolved(spec: RunSpec) -> RunSpec:
     """The spec with ``data`` made absolute (so the saved spec.toml works from any directory)."""
     if spec.train.data is None:
         return spec
     data = str(Path(spec.train.data).expanduser().resolve())
     return spec.with_table("train", attrs.evolve(spec.train, data=data))
+
+
+def _warn_on_new_global_batch(console: Console, meta: dict[str, Any], strategy: Any, batch_size: int) -> None:
+    """A run resumed on another number of data-parallel ranks trains on another global batch from here on."""
+    before = int(meta.get("data_parallel_size", meta.get("world_size", 1)))
+    now = strategy.data_parallel_size
+    if before != now:
+        console.print(
+            f"[yellow]note:[/yellow] the run was trained on {before} data-parallel rank(s) and resumes on {now}: "
+            f"the global batch changes from {batch_size * before} to {batch_size * now} rows (batch_size x ranks), "
+            "so the rest of the run differs from an unbroken one"
+        )
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
@@ -339,6 +359,7 @@ def train_run(
             raise RunDirError(
                 f"the run in {out} is already at step {meta['step']}; ask for at least that many steps"
             )
+        _warn_on_new_global_batch(console, meta, strategy, train.batch_size)
         switch = _has_mode_switch(optimizer)
         initialize_state(optimizer)  # the state's layout to load into, made while in training mode
         if switch:
@@ -393,6 +414,7 @@ def train_run(
             "optimizer_type": spec.optimizer.TYPE,
             "scheduler_type": spec.scheduler.TYPE,
             "world_size": strategy.world_size,
+            "data_parallel_size": strategy.data_parallel_size,
         }
         with _eval_params(optimizer, model):
             save_run_state(out, model, optimizer, strategy, meta)
@@ -405,9 +427,13 @@ def train_run(
         task_id = progress.add_task(name, total=train.steps, completed=step, loss="-", val="-", lr="-", speed="")
     memory.reset()
     session_tokens, session_train_time = 0, 0.0
-    stop = _StopFlag((signal.SIGINT, signal.SIGTERM) if strategy.is_distributed else (signal.SIGINT,))
+    if strategy.is_distributed:
+        stop = _StopFlag((signal.SIGINT, signal.SIGTERM), repeat=True)
+    else:
+        stop = _StopFlag((signal.SIGINT,))
     unit_label = "tok/s" if task.unit == "tokens" else "samples/s"
     scheduler_counts_tokens = spec.scheduler.units == "tokens"
+    tokens_per_step = _global_tokens_per_step(run)
     with contextlib.ExitStack() as stack:
         if own_progress:
             stack.enter_context(progress)  # type: ignore[arg-type]
@@ -429,12 +455,12 @@ def train_run(
             give_loss(optimizer, detached, grad_norm=norm)  # optimizers that take the loss, through wrappers
             optimizer.step(lambda detached=detached: detached)
             if scheduler_counts_tokens:
-                scheduler.step(tokens=task.tokens_per_step)
+                scheduler.step(tokens=tokens_per_step)
             else:
                 scheduler.step()
             loss_value = float(detached)
             step += 1
-            tokens += task.tokens_per_step
+            tokens += tokens_per_step
             record: dict[str, Any] = {"step": step, "loss": json_number(loss_value), "lr": lrs[main_group]}
             if len(set(lrs)) > 1:
                 record["lrs"] = lrs
@@ -445,7 +471,7 @@ def train_run(
             record["tokens"] = tokens
             spent = time.perf_counter() - started
             session_train_time += spent
-            session_tokens += task.tokens_per_step
+            session_tokens += tokens_per_step
             diverged = not math.isfinite(loss_value)
             stopping = stop.agreed(strategy)  # read once (a later Ctrl-C is handled after the next step), by all ranks
             evaluation_step = step % train.eval_interval == 0 or step in (train.steps, end) or stopping

@@ -61,6 +61,9 @@ def test_loss_goes_down_on_the_default_task(path, tmp_path):
     data = optreg.convert.spec_to_dict(spec)
     data["train"] = {**data.get("train", {}), **SMALL}
     data["train"].pop("data", None)
+    # A distributed example trains here in one process: this checks its optimizer and schedule; its
+    # launch on several processes is the repo's test (tests/test_specs_dir.py).
+    data["parallelism"] = {"type": "single"}
     small = optreg.parse_spec(data, file=str(path))
     out = tmp_path / path.stem
     done = 0
