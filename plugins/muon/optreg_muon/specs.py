@@ -7,6 +7,9 @@ AdamW inside the same optimizer with ``adam_lr``, ``adam_betas``, ``adam_eps`` a
 ``optreg groups SPEC`` prints where each parameter goes.
 In a ``[[optimizer.group_overrides]]`` entry, ``lr`` and ``weight_decay`` set the
 matched parameters' values whichever update they use.
+
+Under a parallelism strategy (optreg-parallel: ``ddp``, ``fsdp``, ``hsdp``, ``tp``, ``fsdp_tp``) each
+sharded matrix is gathered whole for the matrix step: see :mod:`optreg_muon.functional.sharded`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ __all__ = [
     "adjust_lr_ratio",
     "block_lr",
     "decay_and_apply_",
+    "dion_floor",
     "dion_rank",
     "dion_update_",
     "ema_momentum_",
@@ -244,6 +245,17 @@ def dion_rank(rows: int, cols: int, rank_fraction: float, rank_multiple_of: int)
     return max(1, min(r, rows, cols))
 
 
+def dion_floor(norms: torch.Tensor) -> torch.Tensor:
+    """The column norm of Dion's ``R`` at or below which a column is rounding noise (0-dim, on the device).
+
+    ``sqrt(eps)`` of ``norms``' precision times the largest norm: 3.5e-4 in float32, 1.5e-8 in float64.
+    The rounding error of a column is about ``eps`` times the largest norm (times the conditioning of the
+    power iteration), so a column this small is known to ``sqrt(eps)`` relative at best; Muon's
+    Newton-Schulz (5 steps) takes a singular value this small (relative to the norm) to about 0.17, not 1.
+    """
+    return norms.amax() * math.sqrt(torch.finfo(norms.dtype).eps)
+
+
 def dion_update_(
     M: torch.Tensor,
     Q: torch.Tensor,
@@ -259,8 +271,11 @@ def dion_update_(
     """Dion's step on one matrix: updates the momentum ``M`` and right basis ``Q`` in place, returns ``P Q^T``.
 
     ``B = M + G``; ``power_iters`` times ``P = QR(B Q)``, ``R = B^T P`` (``Q <- R`` between);
-    ``M <- B - (1 - mu) P R^T``; ``Q <- R / (||R||_col + eps)`` (a zero column keeps its old vector).
-    The products and the QR run in :func:`work_dtype` of ``M``; the update is returned in it.
+    ``M <- B - (1 - mu) P R^T``; ``Q <- R / (||R||_col + eps)``. A column of ``R`` at or below
+    :func:`dion_floor` (``sqrt(eps)`` of the working precision times the largest column norm: rounding
+    noise, e.g. where ``B`` is rank-deficient) counts as zero: it adds nothing to the update and keeps its
+    old basis vector, as an exactly zero column does. The products and the QR run in :func:`work_dtype`
+    of ``M``; the update is returned in it.
     """
     work = work_dtype(M.dtype)
     B = M.reshape(rows, cols).to(work) + g.reshape(rows, cols).to(work)
@@ -273,10 +288,15 @@ def dion_update_(
         basis = R
     new_M = B - (1 - mu) * (P @ R.T)
     norms = R.norm(dim=0, keepdim=True)
-    normalized = R / (norms + eps)
+    # A column at the rounding floor has no direction of its own: normalising it would add a unit step in a
+    # direction made of rounding errors (a rank-deficient B, e.g. the weight before a LayerNorm, whose
+    # gradient rows sum to zero), so runs whose gradients differ in the last bit (one process, DDP) would
+    # differ by a whole step. It adds nothing and keeps its old basis vector, as a zero column does, else
+    # the power iteration would stall at 0. Columns above the floor are normalised as they always were.
+    resolved = norms > dion_floor(norms)
+    normalized = torch.where(resolved, R / (norms + eps), 0.0)
     update = P @ normalized.T
-    # A zero column (zero momentum) keeps its old basis vector, else the power iteration would stall at 0.
-    new_Q = torch.where(norms > 0, normalized, Q_start)
+    new_Q = torch.where(resolved, normalized, Q_start)
     commit_(M, new_M.reshape(M.shape).to(M.dtype), take)
     commit_(Q, new_Q.to(Q.dtype), take)
     return update

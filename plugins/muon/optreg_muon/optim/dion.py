@@ -9,6 +9,7 @@ import torch
 
 from optreg.optim import check_number
 from optreg_muon.functional import matrix as F
+from optreg_muon.functional import sharded as S
 from optreg_muon.optim._orthogonal import Orthogonal
 
 __all__ = ["Dion"]
@@ -23,7 +24,7 @@ class Dion(Orthogonal):
         B <- M + G
         P <- QR(B Q);  R <- B^T P                       # power_iters times, Q <- R in between
         M <- B - (1 - mu) * P R^T                       # error feedback
-        Q <- R / (||R||_columns + eps)                  # a zero column keeps its old vector
+        Q <- R / (||R||_columns + eps)                  # a column at the rounding floor keeps its old vector
         X <- X * (1 - lr * weight_decay * mask)         # mask = 1, or (P Q^T * X > 0) with cautious_wd
         X <- X - lr * ratio(m, n) * P Q^T
 
@@ -126,12 +127,18 @@ class Dion(Orthogonal):
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 r = self.rank(rows, cols, group["rank_fraction"], group["rank_multiple_of"])
                 self._init_q(p, cols, r, state)
+            # Whole matrices (a sharded momentum and gradient gathered; Q is whole on every rank), so the
+            # step is one process's; a sharded momentum then takes back its part.
+            momentum = state["momentum_buffer"]
+            whole_momentum = S.whole(momentum)
             update = F.dion_update_(
-                state["momentum_buffer"], state["Q"], g, rows=rows, cols=cols, power_iters=group["power_iters"],
+                whole_momentum, state["Q"], S.whole(g), rows=rows, cols=cols, power_iters=group["power_iters"],
                 mu=group["mu"], eps=group["eps"], take=take,
             )
+            if whole_momentum is not momentum:
+                momentum.copy_(S.like(whole_momentum, momentum))
             alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], rows, cols)
             F.decay_and_apply_(
-                p, update.to(p.dtype), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                p, S.like(update.to(p.dtype), p), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
                 cautious=group["cautious_wd"], take=take,
             )

@@ -9,6 +9,7 @@ import torch
 
 from optreg.optim import check_number
 from optreg_muon.functional import matrix as F
+from optreg_muon.functional import sharded as S
 from optreg_muon.functional.newton_schulz import PRECONDITIONINGS, resolve_coefficients
 from optreg_muon.optim._orthogonal import Orthogonal
 
@@ -189,7 +190,8 @@ class Muon(Orthogonal):
     ) -> None:
         take = None if sf is None else sf != 0
         updates = self._momentum(group, params, grads, take, sf)
-        orthogonal = self._orthogonalize(group, updates)
+        # Whole matrices (a sharded one gathered), so the orthogonalization is one process's.
+        orthogonal = self._orthogonalize(group, [S.whole(u) for u in updates])
         lr = float(group["lr"])
         for p, (update, shapes) in zip(params, orthogonal):
             alpha = F.block_lr(
@@ -199,6 +201,6 @@ class Muon(Orthogonal):
             if isinstance(alpha, torch.Tensor):  # unequal blocks: each block scaled by its own rule
                 update, alpha = update * alpha, lr
             F.decay_and_apply_(
-                p, update, lr=lr, alpha=alpha, weight_decay=group["weight_decay"], cautious=group["cautious_wd"],
-                take=take,
+                p, S.like(update, p), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                cautious=group["cautious_wd"], take=take,
             )

@@ -9,6 +9,7 @@ import torch
 
 from optreg.optim import check_number
 from optreg_muon.functional import matrix as F
+from optreg_muon.functional import sharded as S
 from optreg_muon.optim.muon import Muon
 
 __all__ = ["NorMuon"]
@@ -79,10 +80,11 @@ class NorMuon(Muon):
     ) -> None:
         take = None if sf is None else sf != 0
         updates = self._momentum(group, params, grads, take, sf)
-        orthogonal = self._orthogonalize(group, updates)
+        orthogonal = self._orthogonalize(group, [S.whole(u) for u in updates])  # whole matrices, as Muon
         lr = float(group["lr"])
         for p, (update, _shapes) in zip(params, orthogonal):
-            # The second moment and the normalisation run in float32, or in the param's dtype when wider.
+            # The second moment and the normalisation run in float32, or in the param's dtype when wider. The
+            # second moment is one entry per row of the whole matrix, a plain tensor: the same on every rank.
             view = F.matrix_view(update, group["flatten"]).to(F.work_dtype(p.dtype))
             state = self.state[p]
             if "second_moment" not in state:
@@ -93,6 +95,6 @@ class NorMuon(Muon):
             rows, cols = view.shape[-2:]
             alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], rows, cols)
             F.decay_and_apply_(
-                p, normed.to(p.dtype), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                p, S.like(normed.to(p.dtype), p), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
                 cautious=group["cautious_wd"], take=take,
             )
