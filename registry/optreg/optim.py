@@ -144,8 +144,16 @@ def keep_factor(step_factor: torch.Tensor, beta: float) -> torch.Tensor:
 # every rank, and equals one process's.
 
 
+#: Tensor types that are never sharded: the common case answers without looking DTensor up.
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+#: Real dtypes whose sums accumulate in the dtype itself (see :func:`accumulate_dtype`).
+_OWN_ACCUMULATORS = (torch.float32, torch.float64)
+
+
 def is_sharded(t: Any) -> bool:
     """Whether ``t`` is a DTensor (a parameter or state spread over a device mesh)."""
+    if type(t) in _PLAIN_TENSORS:
+        return False
     from torch.distributed.tensor import DTensor
 
     return isinstance(t, DTensor)
@@ -164,6 +172,8 @@ def accumulate_dtype(t: torch.Tensor) -> torch.dtype:
 def inner_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``<a, b>`` over all elements (real views of complex tensors), accumulated in :func:`accumulate_dtype`,
     as a plain 0-dim tensor that is global under sharding (see :func:`reduced`)."""
+    if a.dtype in _OWN_ACCUMULATORS and type(a) in _PLAIN_TENSORS and type(b) in _PLAIN_TENSORS:
+        return torch.dot(a.reshape(-1), b.reshape(-1))  # the common case, without the general path's checks
     a, b = real_view(a), real_view(b)
     dtype = accumulate_dtype(a)
     if a.dtype != dtype:
