@@ -27,57 +27,113 @@ import torch
 from optreg.optim import (
     OptregOptimizer,
     Scratch,
+    accumulate_dtype,
     as_scalar,
     check_number,
     group_device,
+    is_sharded,
     keep_factor,
     prepare_step_factor,
+    reduced,
     run_closure,
 )
 
 __all__ = [
     "AdamCoefficients",
+    "GlobalSums",
     "ScopedScalarOptimizer",
     "adam_coefficients",
     "add_scaled_",
     "axpby_",
     "check_growth_rate",
-    "dot",
     "ema_square_",
     "l1_norm",
+    "local",
     "lr_is_nonzero_number",
     "sum_probe",
 ]
 
 
-def _accumulate_dtype(t: torch.Tensor) -> torch.dtype:
-    """float32 for float32 and below (bf16/fp16 sums would lose the estimate), float64 for float64."""
-    return torch.promote_types(t.dtype, torch.float32)
-
-
-def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``<a, b>`` over all elements, accumulated in the inputs' dtype or float32, whichever is wider."""
-    dtype = _accumulate_dtype(a)
-    if a.dtype != dtype:
-        a, b = a.to(dtype), b.to(dtype)
-    return torch.dot(a.reshape(-1), b.reshape(-1))
-
-
 def l1_norm(t: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
-    """``sum |t|`` accumulated like :func:`dot`; ``buffer`` (shaped like ``t``) receives ``|t|``.
+    """``sum |t|`` accumulated in ``optreg.optim.accumulate_dtype`` (as ``inner_product``); ``buffer``
+    (shaped like ``t``) receives ``|t|``. Under sharding: of :func:`local` shards, added to :class:`GlobalSums`.
 
     ``abs`` into a work buffer then ``sum`` measured faster on CPU than ``vector_norm(t, 1)``.
     """
-    return torch.abs(t, out=buffer).sum(dtype=_accumulate_dtype(t))
+    return torch.abs(t, out=buffer).sum(dtype=accumulate_dtype(t))
 
 
 def sum_probe(t: torch.Tensor) -> torch.Tensor:
     """``sum t`` (one read pass): NaN or inf when ``t`` holds a NaN or an inf, finite otherwise.
 
     ``0 * sum_probe(t)`` is 0 for finite ``t`` and NaN otherwise: added to an estimate, it makes a
-    non-finite value visible where the update itself would hide it (``sign(NaN)`` is 0).
+    non-finite value visible where the update itself would hide it (``sign(NaN)`` is 0). Under
+    sharding: of a :func:`local` shard, added to :class:`GlobalSums`.
     """
-    return t.sum(dtype=_accumulate_dtype(t))
+    return t.sum(dtype=accumulate_dtype(t))
+
+
+# ---------------------------------------------------------------- global sums under sharding
+#
+# Under FSDP / HSDP / TP (optreg-parallel) a parameter, its gradient and its state are DTensors: the
+# elementwise updates run on each rank's shard unchanged, but a sum over a parameter is a partial sum
+# on each rank. The estimators reduce the *local shards* (plain tensors, which flatten even when a
+# tensor is sharded unevenly) with the same code as one process, and GlobalSums completes the partial
+# sums of a step with one all-reduce per device mesh (``optreg.optim.reduced``), as prodigyopt and
+# dadaptation all-reduce their numerator and denominator once per step.
+
+
+#: Exact types that are never sharded: checked first, it keeps the single-process path to one type test.
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (a view: in-place ops reach ``t``), a plain tensor itself."""
+    return t if type(t) in _PLAIN or not is_sharded(t) else t.to_local()
+
+
+class GlobalSums:
+    """``count`` sums over the params of a step that are global under sharding (equal on every rank, and
+    to one process's).
+
+    ``add(i, term, like)`` adds ``term`` to sum ``i``. ``term`` is computed from :func:`local` tensors
+    (``inner_product``, :func:`l1_norm`, :func:`sum_probe` of one parameter's tensors, times coefficients
+    every rank holds: linear in the partial sums), and ``like`` is one of the tensors it reduced. A plain
+    ``like`` (one process, DDP, a parameter tensor parallel leaves whole) makes ``term`` the param's whole
+    contribution: it is added at once, ``sum + term``, the single-process arithmetic bit for bit. A
+    DTensor ``like`` makes ``term`` this rank's partial sum: it is kept per device mesh and the mesh
+    dimensions it is partial over (those ``like`` is sharded on), and :meth:`totals` completes all of a
+    step's sums with one all-reduce per such key (``optreg.optim.reduced``) into plain tensors every
+    rank agrees on. Every rank must add the same sums in the same order (SPMD, as any collective).
+    """
+
+    def __init__(self, like: torch.Tensor, count: int) -> None:
+        self._zero = torch.zeros_like(like)
+        self._sums = [self._zero] * count
+        self._partial: dict[tuple[Any, tuple[bool, ...]], list[torch.Tensor]] = {}
+
+    def add(self, i: int, term: torch.Tensor, like: torch.Tensor) -> None:
+        if type(like) in _PLAIN or not is_sharded(like):
+            self._sums[i] = self._sums[i] + term
+            return
+        # A sum over a tensor sharded on a mesh dimension is partial there, and whole where it is replicated.
+        key = (like.device_mesh, tuple(not placement.is_replicate() for placement in like.placements))
+        partial = self._partial.get(key)
+        if partial is None:
+            partial = self._partial[key] = [self._zero] * len(self._sums)
+        partial[i] = partial[i] + term
+
+    def totals(self) -> list[torch.Tensor]:
+        """The sums: plain tensors (0-dim, in the dtype the terms promote to), the same on every rank."""
+        from torch.distributed.tensor import DTensor, Partial, Replicate
+
+        sums = list(self._sums)
+        for (mesh, partial_dims), partial in self._partial.items():
+            reduction = [Partial() if is_partial else Replicate() for is_partial in partial_dims]
+            stacked = torch.stack([t.to(sums[0].device) for t in partial])
+            whole = reduced(DTensor.from_local(stacked, mesh, reduction, run_check=False))
+            sums = [total + whole[i] for i, total in enumerate(sums)]
+        return sums
 
 
 def lr_is_nonzero_number(group: Mapping[str, Any]) -> bool:

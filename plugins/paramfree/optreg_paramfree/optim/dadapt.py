@@ -4,7 +4,8 @@ Defazio & Mishchenko 2023, "Learning-Rate-Free Learning by D-Adaptation" (ICML 2
 arXiv:2301.07733). The updates follow the authors' ``dadaptation`` package (DAdaptSGD, DAdaptAdam,
 DAdaptLion); as in :mod:`optreg_paramfree.optim.prodigy` a group's ``lr`` multiplies ``d`` for that
 group, ``per_group_d`` gives every group its own estimate, and the estimator's scalars are tensors (no
-host sync, ``step_factor`` supported).
+host sync, ``step_factor`` supported). Under sharding (FSDP, HSDP, TP) every sum over the parameters is
+global: each rank reduces its shards, and one all-reduce per step completes them (as the reference does).
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from typing import Any
 
 import torch
 
-from optreg.optim import check_betas, check_number, gate_grad, keep_factor, params_with_grads, real_view
+from optreg.optim import check_betas, check_number, gate_grad, inner_product, keep_factor, params_with_grads, real_view
 from optreg_paramfree.optim._common import (
+    GlobalSums,
     ScopedScalarOptimizer,
     adam_coefficients,
     add_scaled_,
     axpby_,
     check_growth_rate,
-    dot,
     ema_square_,
     l1_norm,
+    local,
     lr_is_nonzero_number,
     sum_probe,
 )
@@ -114,8 +116,7 @@ class DAdaptAdamW(_DAdapt):
         d, numerator_weighted, k = (leader[key] for key in self.SCALARS)
         sqrt_beta2 = math.sqrt(leader["betas"][1])
         sf = self._gate(step_factor, d)
-        zero = torch.zeros_like(d)
-        numerator_acc, sk_l1, any_active = zero, zero, zero
+        sums, any_active = GlobalSums(d, 2), torch.zeros_like(d)  # the numerator's step and sum |s|
         plans = []
         for group in scope:
             params = params_with_grads(group)
@@ -142,14 +143,15 @@ class DAdaptAdamW(_DAdapt):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 s, exp_avg, exp_avg_sq = (real_view(state[key]) for key in ("s", "exp_avg", "exp_avg_sq"))
                 denom = torch.sqrt(exp_avg_sq, out=self.scratch.get(param)).add_(eps)
-                numerator_acc = numerator_acc + dlr * gate * dot(grad, torch.div(s, denom, out=denom))
+                sums.add(0, dlr * gate * inner_product(local(grad), local(torch.div(s, denom, out=denom))), s)
                 axpby_(exp_avg, keep1, grad, c1)
                 buffer = self.scratch.get(param, 1) if isinstance(c2, torch.Tensor) else None
                 ema_square_(exp_avg_sq, keep2, grad, c2, buffer)
                 axpby_(s, keep_s, grad, c_s)
-                sk_l1 = sk_l1 + active * l1_norm(s, denom)
+                sums.add(1, active * l1_norm(local(s), local(denom)), s)
             plans.append((group, params, dlr, active))
 
+        numerator_acc, sk_l1 = sums.totals()
         new_numerator = sqrt_beta2 * numerator_weighted + (1 - sqrt_beta2) * numerator_acc
         # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
         progress = (sk_l1 != 0).to(d.dtype)
@@ -223,9 +225,8 @@ class DAdaptSGD(_DAdapt):
         leader = scope[0]
         d, numerator_weighted, k, g0_norm = (leader[key] for key in self.SCALARS)
         sf = self._gate(step_factor, d)
-        zero = torch.zeros_like(d)
         work = []
-        g_sq, any_active = zero, zero
+        grad_sums, any_active = GlobalSums(d, 1), torch.zeros_like(d)  # ||g||^2
         for group in scope:
             params = params_with_grads(group)
             if not params:
@@ -235,13 +236,14 @@ class DAdaptSGD(_DAdapt):
             any_active = torch.maximum(any_active, active)
             for p in params:
                 grad = gate_grad(real_view(p.grad), step_factor)
-                g_sq = g_sq + active * dot(grad, grad)
+                grad_sums.add(0, active * inner_product(local(grad), local(grad)), grad)
             work.append((group, params, lr, active))
+        (g_sq,) = grad_sums.totals()
         # The gradient norm of the first step (with a nonzero gradient) fixes the scale of every later step.
         g0 = torch.where(k == 0, torch.sqrt(g_sq), g0_norm)
         g0_safe = torch.where(g0 > 0, g0, torch.ones_like(g0))
 
-        numerator_acc, sk_sq = zero, zero
+        sums = GlobalSums(d, 2)  # the numerator's step and ||s||^2
         plans = []
         for group, params, lr, active in work:
             gate = sf * active
@@ -258,11 +260,12 @@ class DAdaptSGD(_DAdapt):
                     state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
                 s = real_view(state["s"])
-                numerator_acc = numerator_acc + c * dot(grad, s)
+                sums.add(0, c * inner_product(local(grad), local(s)), s)
                 add_scaled_(s, grad, c)
-                sk_sq = sk_sq + active * dot(s, s)
+                sums.add(1, active * inner_product(local(s), local(s)), s)
             plans.append((group, params, active))
 
+        numerator_acc, sk_sq = sums.totals()
         new_numerator = numerator_weighted + numerator_acc
         # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
         progress = (sk_sq != 0).to(d.dtype)
@@ -329,8 +332,7 @@ class DAdaptLion(_DAdapt):
         d, numerator_weighted, k = (leader[key] for key in self.SCALARS)
         sqrt_beta2 = math.sqrt(leader["betas"][1])
         sf = self._gate(step_factor, d)
-        zero = torch.zeros_like(d)
-        numerator_acc, sk_l1, any_active, probe = zero, zero, zero, zero
+        sums, any_active = GlobalSums(d, 3), torch.zeros_like(d)  # the numerator's step, sum |s|, the probe
         for group in scope:
             params = params_with_grads(group)
             if not params:
@@ -358,14 +360,15 @@ class DAdaptLion(_DAdapt):
                 if decay != 0:
                     param.mul_(shrink)
                 update = torch.mul(exp_avg, beta1, out=self.scratch.get(param)).add_(grad, alpha=1 - beta1)
-                probe = probe + sum_probe(update)  # sign(NaN) is 0: without it a NaN gradient would freeze
+                sums.add(2, sum_probe(local(update)), update)  # sign(NaN) is 0: without it a NaN gradient would freeze
                 update.sign_()
                 add_scaled_(param, update, -dlr * gate)
                 axpby_(exp_avg, keep2, grad, c2)
-                numerator_acc = numerator_acc + dlr * gate * dot(update, s)
+                sums.add(0, dlr * gate * inner_product(local(update), local(s)), s)
                 axpby_(s, keep_s, update, c_s)
-                sk_l1 = sk_l1 + active * l1_norm(s, update)
+                sums.add(1, active * l1_norm(local(s), local(update)), s)
 
+        numerator_acc, sk_l1, probe = sums.totals()
         # A NaN or inf in a gradient (or the momentum) makes the numerator, hence d, NaN: every param of
         # the scope then becomes NaN at the next step, instead of the affected coordinates silently freezing.
         numerator_acc = numerator_acc + 0 * probe

@@ -2,7 +2,8 @@
 
 Norms are taken over a scope: all groups (global DoG, the paper's default) or each group
 (``per_group_d``); a group's ``lr`` multiplies ``eta`` for that group. Weight decay is L2 (added to
-the gradient before the norms). The update rules are in the class docstrings.
+the gradient before the norms). The update rules are in the class docstrings. Under sharding (FSDP,
+HSDP, TP) the norms are global: each rank reduces its shards, one all-reduce per step completes them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any, Literal
 
 import torch
 
-from optreg.optim import check_number, gate_grad, params_with_grads, real_view
-from optreg_paramfree.optim._common import ScopedScalarOptimizer, add_scaled_, dot
+from optreg.optim import check_number, gate_grad, inner_product, params_with_grads, real_view
+from optreg_paramfree.optim._common import GlobalSums, ScopedScalarOptimizer, add_scaled_, local
 
 __all__ = ["DoG", "DoWG"]
 
@@ -31,8 +32,7 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
     def _norms(
         self, scope: list[dict[str, Any]], step_factor: torch.Tensor | None, like: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[dict[str, Any], list[torch.Tensor], torch.Tensor]]]:
-        zero = torch.zeros_like(like)
-        dist_sq, grad_sq, x0_sq = zero, zero, zero
+        sums = GlobalSums(like, 3)  # ||x - x0||^2, ||g||^2, ||x0||^2 (on the first step)
         work = []
         for group in scope:
             params = params_with_grads(group)
@@ -45,14 +45,15 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
                 param, state = real_view(p), self.state[p]
                 if "x0" not in state:
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
-                    x0_sq = x0_sq + active * dot(param, param)
+                    sums.add(2, active * inner_product(local(param), local(param)), param)
                 grad = gate_grad(real_view(p.grad), step_factor)
                 if decay != 0:
                     grad = grad.add(param, alpha=decay)
                 diff = torch.sub(param, real_view(state["x0"]), out=self.scratch.get(param))
-                dist_sq = dist_sq + active * dot(diff, diff)
-                grad_sq = grad_sq + active * dot(grad, grad)
+                sums.add(0, active * inner_product(local(diff), local(diff)), diff)
+                sums.add(1, active * inner_product(local(grad), local(grad)), grad)
             work.append((group, params, lr * active))
+        dist_sq, grad_sq, x0_sq = sums.totals()
         return dist_sq, grad_sq, x0_sq, work
 
     def _apply(

@@ -16,12 +16,13 @@ from optreg.optim import (
     gate_grad,
     give_loss,
     group_device,
+    inner_product,
     params_with_grads,
     real_view,
     run_closure,
     scalar_dtype,
 )
-from optreg_paramfree.optim._common import dot
+from optreg_paramfree.optim._common import GlobalSums, local
 
 __all__ = ["Mechanic"]
 
@@ -54,7 +55,8 @@ class Mechanic(WrappedOptimizer):
     independent of the inner optimizer's. The learned scale is :attr:`scale` (``S``), and every
     param group holds ``mechanic_s`` (one entry per beta). The loss of ``step(closure)`` is handed to
     a loss-aware inner optimizer (``optreg.optim.give_loss``). Complex params enter ``h`` and the
-    norms through their real view (``Re<g, x>``).
+    norms through their real view (``Re<g, x>``). Under sharding (FSDP, HSDP, TP) the norms and ``h``
+    are global: each rank reduces its shards, and an all-reduce completes the norms, then ``h``.
     """
 
     PREFIX = "mechanic_"
@@ -123,15 +125,16 @@ class Mechanic(WrappedOptimizer):
         eps, decay = self.mechanic_eps, self.mechanic_weight_decay
         s_sum = s.sum()
         zero = torch.zeros((), dtype=s.dtype, device=device)
-        grad_sq, param_sq = zero, zero
+        norms = GlobalSums(zero, 2)  # ||g||^2, ||x||^2
         for p, _ in params:
-            grad = gate_grad(real_view(p.grad), step_factor)
-            param = real_view(p)
-            grad_sq = grad_sq + dot(grad, grad).to(device)
-            param_sq = param_sq + dot(param, param).to(device)
+            grad = local(gate_grad(real_view(p.grad), step_factor))
+            param = local(real_view(p))
+            norms.add(0, inner_product(grad, grad).to(device), p)
+            norms.add(1, inner_product(param, param).to(device), p)
+        grad_sq, param_sq = norms.totals()
         decay_coef = decay * s_sum * torch.sqrt(grad_sq) / (torch.sqrt(param_sq) + eps)
 
-        h = zero
+        h_sum = GlobalSums(zero, 1)
         before, refs = [], []
         for p, sign in params:
             ref = self.wrapper_state.get(p, {}).get("mechanic_x_ref")
@@ -140,9 +143,12 @@ class Mechanic(WrappedOptimizer):
             param = real_view(p)
             grad = gate_grad(real_view(p.grad), step_factor)
             diff = torch.sub(real_view(ref), param, out=self.scratch.get(param))  # (x_ref - x) = -sum(s) * Delta_t
-            h = h + ((sign * dot(grad, diff) + decay_coef * dot(param, diff)) / (s_sum + eps)).to(device)
+            g, x, dx = local(grad), local(param), local(diff)
+            term = (sign * inner_product(g, dx) + decay_coef * inner_product(x, dx)) / (s_sum + eps)
+            h_sum.add(0, term.to(device), diff)
             before.append(p.detach().clone(memory_format=torch.preserve_format))
             refs.append(ref)
+        (h,) = h_sum.totals()
 
         if loss is not None:
             give_loss(self.inner, loss)  # loss-aware inner optimizers (MoMo) get the closure's loss

@@ -3,7 +3,9 @@
 The step never exceeds what the model of the loss, bounded below by ``lb``, allows (the rules are in
 the class docstrings). They need the loss: ``step(closure)`` uses the closure's value; without a
 closure set ``optimizer.latest_loss = loss`` before ``step()`` (or ``optreg.optim.give_loss``); the
-step consumes it, so a stale loss is never reused.
+step consumes it, so a stale loss is never reused. Under sharding (FSDP, HSDP, TP) the inner products
+are global: each rank reduces its shards, and one all-reduce per step completes them; the loss must be
+the global batch's already (every rank the same value).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from optreg.optim import (
     check_number,
     gate_grad,
     group_device,
+    inner_product,
     keep_factor,
     params_with_grads,
     real_view,
     run_closure,
     scalar_dtype,
 )
-from optreg_paramfree.optim._common import add_scaled_, axpby_, dot, ema_square_
+from optreg_paramfree.optim._common import GlobalSums, add_scaled_, axpby_, ema_square_, local
 
 __all__ = ["Momo", "MomoAdam"]
 
@@ -168,8 +171,7 @@ class Momo(_LossModel):
         if not self.bias_correction:
             beta_t = torch.where(first, torch.zeros_like(k), beta_t)
         new_loss_avg = beta_t * loss_avg + (1 - beta_t) * loss
-        zero = torch.zeros_like(k)
-        grad_dot_x, x_dot_avg, avg_sq = zero, zero, zero
+        sums = GlobalSums(k, 3)  # <g, x>, <x, d>, ||d||^2
         plans = []
         for group in self.param_groups:
             params = params_with_grads(group)
@@ -184,10 +186,12 @@ class Momo(_LossModel):
                 beta_p = torch.zeros_like(k) if fresh and not self.bias_correction else beta_t
                 keep = torch.where(take, beta_p, torch.ones_like(k))
                 axpby_(grad_avg, keep, grad, (1 - beta_p) * sf)
-                grad_dot_x = grad_dot_x + dot(grad, param).to(k.device)
-                x_dot_avg = x_dot_avg + dot(param, grad_avg).to(k.device)
-                avg_sq = avg_sq + dot(grad_avg, grad_avg).to(k.device)
+                grad, param, grad_avg = local(grad), local(param), local(grad_avg)
+                sums.add(0, inner_product(grad, param).to(k.device), p)
+                sums.add(1, inner_product(param, grad_avg).to(k.device), p)
+                sums.add(2, inner_product(grad_avg, grad_avg).to(k.device), p)
             plans.append((group, params))
+        grad_dot_x, x_dot_avg, avg_sq = sums.totals()
         new_gamma = beta_t * gamma + (1 - beta_t) * grad_dot_x
         rho = 1 - beta ** (k + 1) if self.bias_correction else torch.ones_like(k)
 
@@ -281,8 +285,7 @@ class MomoAdam(_LossModel):
         keep2 = keep_factor(sf, beta2)
         bc1 = 1 - beta1 ** (k + 1)
         bc2 = 1 - beta2 ** (k + 1)
-        zero = torch.zeros_like(k)
-        grad_dot_x, x_dot_avg, avg_norm = zero, zero, zero
+        sums = GlobalSums(k, 3)  # <g, x>, <x, m>, <m, m / D>
         plans = []
         for group in self.param_groups:
             params = params_with_grads(group)
@@ -297,11 +300,13 @@ class MomoAdam(_LossModel):
                 grad_avg, grad_avg_sq = real_view(state["grad_avg"]), real_view(state["grad_avg_sq"])
                 axpby_(grad_avg, keep1, grad, (1 - beta1) * sf)
                 ema_square_(grad_avg_sq, keep2, grad, 1 - beta2)
-                grad_dot_x = grad_dot_x + dot(grad, param).to(k.device)
-                precond = self._precond(grad_avg_sq, bc2, eps)
-                x_dot_avg = x_dot_avg + dot(param, grad_avg).to(k.device)
-                avg_norm = avg_norm + dot(grad_avg, torch.div(grad_avg, precond, out=precond)).to(k.device)
+                precond = self._precond(local(grad_avg_sq), bc2, eps)  # a work buffer: this rank's shard suffices
+                grad, param, grad_avg = local(grad), local(param), local(grad_avg)
+                sums.add(0, inner_product(grad, param).to(k.device), p)
+                sums.add(1, inner_product(param, grad_avg).to(k.device), p)
+                sums.add(2, inner_product(grad_avg, torch.div(grad_avg, precond, out=precond)).to(k.device), p)
             plans.append((group, params))
+        grad_dot_x, x_dot_avg, avg_norm = sums.totals()
         new_loss_avg = beta1 * loss_avg + (1 - beta1) * loss
         new_gamma = beta1 * gamma + (1 - beta1) * grad_dot_x
 

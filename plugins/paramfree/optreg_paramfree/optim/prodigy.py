@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-from optreg.optim import check_betas, check_number, gate_grad, keep_factor, params_with_grads, real_view
+from optreg.optim import (
+    check_betas,
+    check_number,
+    gate_grad,
+    inner_product,
+    is_sharded,
+    keep_factor,
+    params_with_grads,
+    real_view,
+)
 from optreg_paramfree.optim._common import (
+    GlobalSums,
     ScopedScalarOptimizer,
     adam_coefficients,
     add_scaled_,
     axpby_,
     check_growth_rate,
-    dot,
     ema_square_,
     l1_norm,
+    local,
 )
 
 __all__ = ["Prodigy"]
@@ -31,7 +41,8 @@ class Prodigy(ScopedScalarOptimizer):
     is not 0, with ``g`` the gradient (``+ weight_decay * p`` when not ``decouple``),
     ``dlr = d * lr * bc`` (``bc = sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1))`` with
     ``use_bias_correction``, else 1) and ``beta3 = sqrt(beta2)`` unless set; ``r``, ``s`` and ``p0``
-    (the initial point) see every ``slice_p``-th element of the flattened parameter::
+    (the initial point) see every ``slice_p``-th element of the flattened parameter (with ``slice_p = 1``
+    ``s`` and ``p0`` are shaped like it, so a sharded run shards them alike)::
 
         r     <- beta3 * r + sum over params of (d / d0) * dlr * <g, p0 - p>
         m     <- beta1 * m + (1 - beta1) * d * g
@@ -52,6 +63,11 @@ class Prodigy(ScopedScalarOptimizer):
     ``step(step_factor=t)`` skips a step without a host sync; ``p.grad`` is never modified. A step
     whose ``sum |s|`` is 0 leaves ``d`` and ``k`` as they are. ``param_groups[i]["d"]`` (and
     :attr:`d`) is the current estimate.
+
+    Under sharding (FSDP, HSDP, TP: DTensor params) both sums are global: every rank reduces its
+    shards and one all-reduce per step completes them. ``slice_p > 1`` indexes the flattened parameter
+    globally: it is refused for a parameter split across ranks (a ``ValueError`` naming the mesh
+    dimension), and works on the local tensor of one every rank holds whole.
     """
 
     SCALARS = ("d", "d_max", "d_numerator", "k")
@@ -102,6 +118,31 @@ class Prodigy(ScopedScalarOptimizer):
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         return {"d": group["d0"], "d_max": group["d0"], "d_numerator": 0.0, "k": 0.0}
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if group["slice_p"] > 1:
+            try:
+                for p in group["params"]:
+                    _check_whole(p, group["slice_p"])
+            except ValueError:
+                self.param_groups.pop()
+                raise
+
+    def _after_load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
+        super()._after_load_state_dict(state_dict)
+        # Before sharding support, s and p0 were flat for slice_p = 1 too: give them the param's shape.
+        for group in self.param_groups:
+            if group["slice_p"] != 1:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                shape = (*p.shape, 2) if p.is_complex() else p.shape
+                for key in ("s", "p0"):
+                    value = state.get(key)
+                    if value is not None and value.dim() == 1 and value.shape != shape and not is_sharded(value):
+                        state[key] = value.reshape(shape)  # a flat s of another slice_p fails here, as at the step
+
     @property
     def d(self) -> float | list[float]:
         """The current ``d``: one number, or one per group with ``per_group_d``."""
@@ -116,7 +157,7 @@ class Prodigy(ScopedScalarOptimizer):
         sf = self._gate(step_factor, d)
         zero = torch.zeros_like(d)
 
-        delta_numerator, d_denom, any_active = zero, zero, zero
+        sums, any_active = GlobalSums(d, 2), zero  # d's numerator and denominator
         plans = []
         for group in scope:
             params = params_with_grads(group)
@@ -137,24 +178,27 @@ class Prodigy(ScopedScalarOptimizer):
                     grad = grad.add(param, alpha=decay)
                 grad = gate_grad(grad, step_factor)
                 state = self.state[p]
+                if slice_p == 1:  # shaped like the param: a DTensor's statistics are sharded as it is
+                    param_slice, grad_slice = param, grad
+                else:  # an index into the whole flattened param: plain, or a DTensor every rank holds whole
+                    param_slice, grad_slice = local(param).reshape(-1)[::slice_p], local(grad).reshape(-1)[::slice_p]
                 if "exp_avg_sq" not in state:
-                    flat = param.detach().reshape(-1)[::slice_p]
-                    state["s"] = torch.zeros_like(flat)
-                    state["p0"] = flat.clone()
+                    state["s"] = torch.zeros_like(param_slice, memory_format=torch.contiguous_format)
+                    state["p0"] = param_slice.detach().clone(memory_format=torch.contiguous_format)
                     if beta1 > 0:
                         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 s, p0 = state["s"], state["p0"]
-                grad_slice = grad.reshape(-1)[::slice_p]
-                diff = torch.sub(p0, param.reshape(-1)[::slice_p], out=self.scratch.get(p0))
-                delta_numerator = delta_numerator + c_num * dot(grad_slice, diff)
+                diff = torch.sub(p0, param_slice, out=self.scratch.get(p0))
+                sums.add(0, c_num * inner_product(local(grad_slice), local(diff)), diff)
                 if beta1 > 0:
                     axpby_(real_view(state["exp_avg"]), keep1, grad, c1)
                 ema_square_(real_view(state["exp_avg_sq"]), keep2, grad, c2, self.scratch.get(param, 1))
                 axpby_(s, keep3, grad_slice, c_s)
-                d_denom = d_denom + active * l1_norm(s, diff)
+                sums.add(1, active * l1_norm(local(s), local(diff)), diff)
             plans.append((group, params, dlr, active))
 
+        delta_numerator, d_denom = sums.totals()
         new_numerator = numerator * beta3 + delta_numerator
         # `!= 0`, not `> 0`: a NaN sum (a NaN gradient) must reach d, not skip the update as "no progress".
         progress = (d_denom != 0).to(d.dtype)
@@ -192,3 +236,20 @@ class Prodigy(ScopedScalarOptimizer):
                         grad = grad.add(param, alpha=decay)
                     grad = gate_grad(grad, step_factor)
                     add_scaled_(param, torch.div(grad, denom, out=denom), -dlr * d_next * move)
+
+
+def _check_whole(p: torch.Tensor, slice_p: int) -> None:
+    """Refuse ``slice_p > 1`` for a parameter split across ranks (its flattened index is global)."""
+    if not is_sharded(p):
+        return
+    mesh = p.device_mesh
+    names = mesh.mesh_dim_names or tuple(f"dim {i}" for i in range(mesh.ndim))
+    split = [names[i] for i, placement in enumerate(p.placements) if not placement.is_replicate() and mesh.size(i) > 1]
+    if split:
+        raise ValueError(
+            f"Prodigy's slice_p = {slice_p} keeps one element in every {slice_p} of the whole flattened parameter, "
+            f"but a parameter of shape {tuple(p.shape)} is split across ranks on the mesh dimension "
+            f"{' and '.join(repr(n) for n in split)} (fsdp and hsdp shard on 'shard', tp on 'tp'), so no rank sees "
+            "the whole; use slice_p = 1 with fsdp, hsdp or tp (under ddp, and for a parameter every rank holds "
+            "whole, any slice_p works)"
+        )
