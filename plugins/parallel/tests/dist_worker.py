@@ -6,7 +6,8 @@
 Every case sees the same global batch at each step: a data-parallel rank trains on its slice (DDP and
 FSDP average the gradients, so the step equals one process on the whole batch), a tensor-parallel
 rank on all of it. The loss an optimizer is given is the global batch's (averaged over the
-data-parallel ranks). Rank 0 writes ``{case id: {"params": {fqn: nested list}} or {"error": text}}``.
+data-parallel ranks). Rank 0 writes ``{case id: {"params": {fqn: nested list}, "skipped": [steps a skip-step
+optimizer skipped]} or {"error": text}}``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
         initialize_state(optimizer)
         load_run_state(Path(case["load"]), model, optimizer, strategy)
+    skipped: list[int] = []
     for step in range(case.get("start", 0), case.get("stop", STEPS)):
         x, y = batch(step, events)
         x, y = x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]
@@ -95,6 +97,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             loss = closure()
         give_loss(optimizer, loss)
         optimizer.step(lambda loss=loss: loss)
+        flag = getattr(optimizer, "step_skipped", None)  # skip-step: whether this step was skipped
+        if isinstance(flag, torch.Tensor) and bool(flag):
+            skipped.append(step)
     if case.get("save"):  # optreg train's checkpoint: checkpoint.pt in one process, DCP shards on several
         from pathlib import Path
 
@@ -107,7 +112,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     params = {}
     for name, p in model.named_parameters():
         params[name.replace("module.", "", 1) if name.startswith("module.") else name] = full(p.detach()).tolist()
-    return {"params": params}
+    return {"params": params, "skipped": skipped}
 
 
 def run_cases(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
