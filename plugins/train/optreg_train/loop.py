@@ -8,7 +8,8 @@ What a run writes in its directory:
   the param group with the most parameters), ``tokens``, ``time``; ``val_loss``
   on evaluation steps; ``skipped`` for skip-step optimizers; ``lrs``, every
   group's LR, when they differ).
-- ``checkpoint.pt``: model, optimizer, scheduler and RNG state (loads with
+- ``checkpoint.pt`` (``checkpoint/``, torch.distributed.checkpoint shards, in a distributed run): model,
+  optimizer, scheduler and RNG state (loads with
   ``torch.load(weights_only=True)``), written at every evaluation, at the end and
   on Ctrl-C.
 - ``summary.json``, ``loss.png``, ``lr.png``.
