@@ -232,7 +232,7 @@ class Scratch:
         self._buffers: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
     def get(self, like: torch.Tensor, slot: int = 0) -> torch.Tensor:
-        if like.device.type != "cpu" or type(like) is not torch.Tensor:
+        if like.device.type != "cpu" or type(like) not in _PLAIN_TENSORS:
             # accelerators' allocators make temporaries cheap; a DTensor (a sharded param) gets a DTensor
             return torch.empty_like(like, memory_format=torch.contiguous_format)
         key = (like.device, like.dtype, slot)

@@ -272,6 +272,8 @@ def test_scratch_reuses_one_buffer_per_slot_on_cpu():
     b = scratch.get(torch.zeros(2, 2))
     assert a.shape == (4, 3) and b.shape == (2, 2) and a.data_ptr() == b.data_ptr()
     assert scratch.get(torch.zeros(2), slot=1).data_ptr() != a.data_ptr()
+    param = torch.nn.Parameter(torch.zeros(3))  # what steps pass most often
+    assert scratch.get(param).data_ptr() == a.data_ptr(), "a parameter's buffer is reused like a tensor's"
 
 
 class LossTaker(GatedSGD):
