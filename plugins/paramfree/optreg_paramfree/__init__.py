@@ -13,19 +13,8 @@ The optimizer classes load on first use.
 from __future__ import annotations
 
 from optreg.lazy import lazy_exports
-from optreg_paramfree.specs import (
-    ALL_SPECS,
-    COCOBSpec,
-    DAdaptAdamWSpec,
-    DAdaptLionSpec,
-    DAdaptSGDSpec,
-    DoGSpec,
-    DoWGSpec,
-    MechanicSpec,
-    MomoAdamSpec,
-    MomoSpec,
-    ProdigySpec,
-)
+from optreg_paramfree import specs as _specs
+from optreg_paramfree.specs import *  # noqa: F403 - the spec classes, as the specs module lists them
 
 __version__ = "0.1.0"
 
@@ -43,30 +32,7 @@ _OPTIMIZERS = {
     "Prodigy": "prodigy",
 }
 
-__all__ = [
-    "ALL_SPECS",
-    "COCOBSpec",
-    "DAdaptAdamWSpec",
-    "DAdaptLionSpec",
-    "DAdaptSGDSpec",
-    "DoGSpec",
-    "DoWGSpec",
-    "MechanicSpec",
-    "MomoAdamSpec",
-    "MomoSpec",
-    "ProdigySpec",
-    # the optimizer classes (lazy)
-    "COCOB",
-    "DAdaptAdamW",
-    "DAdaptLion",
-    "DAdaptSGD",
-    "DoG",
-    "DoWG",
-    "Mechanic",
-    "Momo",
-    "MomoAdam",
-    "Prodigy",
-]
+__all__ = [*_specs.__all__, *_OPTIMIZERS]  # the optimizer classes load lazily
 
 #: Names that import torch, served on first use (the registry imports this package for every command).
 _SERVED = {name: f"optreg_paramfree.optim.{module}" for name, module in _OPTIMIZERS.items()}

@@ -12,52 +12,11 @@ point group and calls its hook when a registry is built.
 
 from __future__ import annotations
 
-from optreg_schedules.specs import (
-    ALL_SPECS,
-    WSD,
-    WSDS,
-    Composable,
-    ComposableStage,
-    ConstantWithWarmup,
-    CosWithWarmup,
-    CosWithWarmupAndLinearDecay,
-    Exponential,
-    HalfCosWithWarmup,
-    InvSqrtWithWarmup,
-    LinearWithWarmup,
-    OverrideDecay,
-    PowerLR,
-    Schedule,
-    Sequential,
-    WarmupCosineDecay,
-    WarmupSchedule,
-    fraction_count,
-    interpolate,
-)
+from optreg_schedules import specs as _specs
+from optreg_schedules.specs import *  # noqa: F403 - the package's names are the specs module's
+from optreg_schedules.specs import ALL_SPECS, Schedule
 
-__all__ = [
-    "ALL_SPECS",
-    "SCHEDULES",
-    "Composable",
-    "ComposableStage",
-    "ConstantWithWarmup",
-    "CosWithWarmup",
-    "CosWithWarmupAndLinearDecay",
-    "Exponential",
-    "HalfCosWithWarmup",
-    "InvSqrtWithWarmup",
-    "LinearWithWarmup",
-    "OverrideDecay",
-    "PowerLR",
-    "Schedule",
-    "Sequential",
-    "WSD",
-    "WSDS",
-    "WarmupCosineDecay",
-    "WarmupSchedule",
-    "fraction_count",
-    "interpolate",
-]
+__all__ = ["SCHEDULES", *_specs.__all__]
 
 __version__ = "0.1.0"
 
