@@ -28,6 +28,10 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _BLOCK_LISTS = frozenset({"blocks", "layers", "h", "layer", "encoder_layers", "decoder_layers"})
 
 
+#: Whether a strategy of this process initialised the default process group (any strategy may close it).
+_CREATED_GROUP = False
+
+
 def launch_hint(strategy: str) -> str:
     return (
         f"the `{strategy}` strategy runs one process per rank: launch it with "
@@ -42,7 +46,6 @@ class _Distributed(ParallelismStrategy):
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
-        self._created_group = False
         self._meshes: dict[str, Any] = {}
         self.device_mesh = None
         self._join()
@@ -62,7 +65,8 @@ class _Distributed(ParallelismStrategy):
         if backend == "nccl" and not torch.cuda.is_available():
             raise SpecError("backend 'nccl' needs CUDA devices; use 'gloo' (or 'auto') on CPU", path="$.backend")
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=self.spec.timeout_s))
-        self._created_group = True
+        global _CREATED_GROUP
+        _CREATED_GROUP = True
 
     def _device(self) -> torch.device:
         if dist.get_backend() == "nccl":
@@ -87,9 +91,12 @@ class _Distributed(ParallelismStrategy):
         return self._meshes.get(role)
 
     def close(self) -> None:
-        if self._created_group and dist.is_initialized():
+        """Destroy the process groups if a strategy of this process created them (a launcher's own stay):
+        gloo's threads then stop while Python is alive, not at interpreter exit, where they can abort."""
+        global _CREATED_GROUP
+        if _CREATED_GROUP and dist.is_initialized():
             dist.destroy_process_group()
-            self._created_group = False
+        _CREATED_GROUP = False
 
     def describe(self) -> str:
         dims = ", ".join(f"{name} {mesh.size()}" for name, mesh in self._meshes.items())

@@ -12,6 +12,7 @@ optimizer skipped]} or {"error": text}}``.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -137,6 +138,7 @@ def main(cases_file: str, out_file: str) -> None:
             json.dump(results, f, allow_nan=True)
     if dist.is_initialized():
         dist.barrier()
+        gc.collect()  # the cases' sharded models (reference cycles) hold process groups: free them while alive
         dist.destroy_process_group()
 
 

@@ -198,14 +198,31 @@ def _launch(args: argparse.Namespace, spec: RunSpec, out: Path) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    if os.environ.get("RANK", "0") == "0":
+    if "RANK" not in os.environ:  # one process, or the launcher of --nproc
         return _train(args)
     from optreg_train.loop import RunDirError
 
     try:
         return _train(args)
     except (optreg.SpecError, RunDirError):
+        if os.environ["RANK"] == "0":
+            raise
         return 2  # every rank reads the same spec and directory: rank 0 reports it, once
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """A rank's last step: free the run (its sharded modules hold the process groups) and destroy the groups
+    while Python is alive; left to interpreter exit, gloo's threads can abort the process (SIGABRT) after a
+    run that finished."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _train(args: argparse.Namespace) -> int:
