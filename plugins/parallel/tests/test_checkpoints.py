@@ -37,7 +37,7 @@ def _case(table: dict[str, Any], parallelism: dict[str, Any], **extra: Any) -> d
 
 @pytest.fixture(scope="module")
 def unbroken() -> dict[str, Any]:
-    return W.run_cases({n: _case(t, {"type": "single"}) for n, t in OPTIMIZERS.items()})
+    return W.run_cases({n: _case(t, {"type": "single"}) for n, t in OPTIMIZERS.items()}, **W.HOOKS)
 
 
 def _assert_equal(got: dict[str, Any], want: dict[str, Any], what: str) -> None:
@@ -52,13 +52,15 @@ def test_two_ranks_save_one_process_resumes(tmp_path, unbroken):
     assert not [n for n, r in saved.items() if "error" in r], saved
     for name, table in OPTIMIZERS.items():
         assert (tmp_path / name / "checkpoint" / "meta.pt").exists(), "a distributed run writes DCP shards"
-        resumed = W.run_cases({name: _case(table, {"type": "single"}, start=5, load=str(tmp_path / name))})[name]
+        case = _case(table, {"type": "single"}, start=5, load=str(tmp_path / name))
+        resumed = W.run_cases({name: case}, **W.HOOKS)[name]
         _assert_equal(resumed, unbroken[name], f"{name}: saved on 2 ranks (fsdp), resumed in one process")
 
 
 def test_one_process_saves_two_ranks_resume(tmp_path, unbroken):
     for name, table in OPTIMIZERS.items():
-        result = W.run_cases({name: _case(table, {"type": "single"}, stop=5, save=str(tmp_path / name))})[name]
+        case = _case(table, {"type": "single"}, stop=5, save=str(tmp_path / name))
+        result = W.run_cases({name: case}, **W.HOOKS)[name]
         assert "error" not in result, result
         assert (tmp_path / name / "checkpoint.pt").exists(), "one process writes checkpoint.pt"
     second = {n: _case(t, STRATEGY, start=5, load=str(tmp_path / n)) for n, t in OPTIMIZERS.items()}

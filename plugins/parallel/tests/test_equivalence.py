@@ -8,10 +8,7 @@ sums (gradient all-reduce / reduce-scatter, DTensor norms) add in another order 
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ pytestmark = pytest.mark.distributed
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import dist_worker as W  # noqa: E402
+
+from optreg.testing.distributed import launch  # noqa: E402
 
 #: 10 float32 steps of gradients summed in another order: a few float32 ulps of the parameters per step.
 ATOL = 2e-5
@@ -93,17 +92,7 @@ def _cases(strategy: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _launch(cases: dict[str, Any], workdir: Path, name: str, nproc: int = 2) -> dict[str, Any]:
-    cases_file, out_file = workdir / f"{name}-cases.json", workdir / f"{name}-out.json"
-    cases_file.write_text(json.dumps(cases))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-         str(HERE / "dist_worker.py"), str(cases_file), str(out_file)],
-        capture_output=True, text=True, env=env, timeout=900,
-    )
-    output = proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0 and out_file.exists(), f"{name}: torchrun failed\n{output}"
-    return json.loads(out_file.read_text())
+    return launch(cases, workdir, nproc=nproc, name=name, worker=HERE / "dist_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +106,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def reference() -> dict[str, Any]:
     single = {name: {**case, "parallelism": {"type": "single"}} for name, case in _cases({"type": "single"}).items()}
-    return W.run_cases(single)
+    return W.run_cases(single, **W.HOOKS)
 
 
 def _refusal(error: str, strategy: str) -> bool:
