@@ -30,6 +30,16 @@ Triple = tuple[float, float, float]
 AdjustLR = Literal["spectral_norm", "rms_norm", "match_rms_adamw", "none"]
 
 
+def _meshes(context: BuildContext) -> dict[str, Any] | None:
+    """The strategy's device meshes by role (``optreg.parallel``), for the matrix step to split its work."""
+    strategy = context.strategy
+    if strategy is None:
+        return None
+    from optreg.parallel import ROLES
+
+    return {role: strategy.mesh(role) for role in ROLES}
+
+
 @attrs.frozen(kw_only=True)
 class _RoutedSpec(OptimizerSpec):
     """Options shared by the family: the AdamW branch for non-matrix parameters."""
@@ -132,7 +142,7 @@ class MuonSpec(_RoutedSpec):
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_muon.optim import Muon
 
-        return Muon(param_groups, **self.optimizer_kwargs())
+        return Muon(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
 
 
 @attrs.frozen(kw_only=True)
@@ -157,7 +167,7 @@ class NorMuonSpec(MuonSpec):
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_muon.optim import NorMuon
 
-        return NorMuon(param_groups, **self.optimizer_kwargs())
+        return NorMuon(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
 
 
 @attrs.frozen(kw_only=True)
@@ -195,7 +205,7 @@ class DionSpec(_RoutedSpec):
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_muon.optim import Dion
 
-        return Dion(param_groups, **self.optimizer_kwargs())
+        return Dion(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
 
 
 #: Every spec class of this family; plugin.py registers them.

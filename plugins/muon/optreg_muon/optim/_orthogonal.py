@@ -12,12 +12,13 @@ sets win). A group that names an ``algorithm`` is kept as given; a non-matrix on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
 from optreg.optim import OptregOptimizer, check_betas, check_number, params_with_grads, refuse_complex
+from optreg.parallel import ROLES
 from optreg_muon.functional import _non_matrix
 
 __all__ = ["COMPLEX_REASON", "Orthogonal"]
@@ -81,6 +82,10 @@ class Orthogonal(OptregOptimizer):
     """
 
     ALGORITHM = ""
+    TRANSIENT = ("meshes",)
+
+    def _init_transient(self) -> None:
+        self.meshes = dict.fromkeys(ROLES)
 
     def __init__(
         self,
@@ -93,6 +98,7 @@ class Orthogonal(OptregOptimizer):
         adam_weight_decay: float,
         non_matrix_algorithm: str = "adamw",
         foreach: bool | None = None,
+        meshes: Mapping[str, Any] | None = None,
     ) -> None:
         if non_matrix_algorithm not in _non_matrix.NON_MATRIX_ALGORITHMS:
             raise ValueError(
@@ -109,6 +115,13 @@ class Orthogonal(OptregOptimizer):
         defaults = {"maximize": False, **defaults, "algorithm": self.ALGORITHM, "betas": tuple(adam_betas)}
         self.foreach = foreach
         self.non_matrix_algorithm = non_matrix_algorithm
+        unknown = set(meshes or {}) - set(ROLES)
+        if unknown:
+            raise ValueError(f"meshes are given by role ({', '.join(ROLES)}); got {sorted(unknown)}")
+        #: The parallelism strategy's device meshes by role (``optreg.parallel``), or ``None`` each: where the
+        #: matrix step may split its work between ranks. They never change the result, only who computes
+        #: it, so a copy or an unpickled optimizer (which has none) computes the same update on every rank.
+        self.meshes: dict[str, Any] = {role: (meshes or {}).get(role) for role in ROLES}
         if isinstance(params, torch.Tensor):
             params = [params]
         super().__init__(params, defaults)

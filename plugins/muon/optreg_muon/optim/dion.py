@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -62,6 +62,7 @@ class Dion(Orthogonal):
         adam_weight_decay: float = 0.0,
         non_matrix_algorithm: str = "adamw",
         foreach: bool | None = None,
+        meshes: Mapping[str, Any] | None = None,
     ) -> None:
         check_number("mu", mu, ge=0, lt=1)
         check_number("rank_fraction", rank_fraction, gt=0, le=1)
@@ -94,6 +95,7 @@ class Dion(Orthogonal):
             adam_weight_decay=adam_weight_decay,
             non_matrix_algorithm=non_matrix_algorithm,
             foreach=foreach,
+            meshes=meshes,
         )
 
     def _check_shape(self, p: torch.Tensor, group: dict[str, Any]) -> None:

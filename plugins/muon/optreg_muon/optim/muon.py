@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -77,6 +77,7 @@ class Muon(Orthogonal):
         adam_weight_decay: float = 0.0,
         non_matrix_algorithm: str = "adamw",
         foreach: bool | None = None,
+        meshes: Mapping[str, Any] | None = None,
     ) -> None:
         check_number("momentum", momentum, ge=0, lt=1)
         check_number("weight_decay", weight_decay, ge=0)
@@ -115,6 +116,7 @@ class Muon(Orthogonal):
             adam_weight_decay=adam_weight_decay,
             non_matrix_algorithm=non_matrix_algorithm,
             foreach=foreach,
+            meshes=meshes,
         )
 
     def _extra_defaults(self, defaults: dict[str, Any]) -> None:
