@@ -8,8 +8,10 @@ AdamW inside the same optimizer with ``adam_lr``, ``adam_betas``, ``adam_eps`` a
 In a ``[[optimizer.group_overrides]]`` entry, ``lr`` and ``weight_decay`` set the
 matched parameters' values whichever update they use.
 
-Under a parallelism strategy (optreg-parallel: ``ddp``, ``fsdp``, ``hsdp``, ``tp``, ``fsdp_tp``) each
-sharded matrix is gathered whole for the matrix step: see :mod:`optreg_muon.functional.sharded`.
+Under a parallelism strategy (optreg-parallel: ``ddp``, ``fsdp``, ``hsdp``, ``tp``, ``fsdp_tp``) Muon and
+NorMuon orthogonalize each whole matrix on one rank and send every rank its rows (``sharded_ns``, see
+:mod:`optreg_muon.functional.distributed`); layouts not split there are gathered whole on every rank
+(:mod:`optreg_muon.functional.sharded`).
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ class MuonSpec(_RoutedSpec):
     )
     num_heads: int = field(1, ge=1, doc="Split each row block into this many per-head blocks.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
+    sharded_ns: Literal["exact", "local"] = field(
+        "exact",
+        doc="Under ddp / fsdp / hsdp: exact = each whole matrix orthogonalized by one rank (all-to-all of row "
+        "shards, results resharded; the single-process update); local = Newton-Schulz on each rank's own row "
+        "shard (no communication, an approximation; equals exact for replicated params).",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.num_heads > 1 and any(s % self.num_heads for s in self.split_sizes):

@@ -8,8 +8,9 @@ computes exactly what one process computes on it, and keeps this rank's part of 
 (``Shard(0)`` over ``shard``, replicated over ``replicate``), tensor-parallel colwise (``Shard(0)``)
 and rowwise (``Shard(1)``) shards over ``tp``, and the 2-D ``("shard", "tp")`` mesh of ``fsdp_tp``.
 Elementwise state (momentum) stays sharded like its parameter. Every rank does the whole work on
-every matrix: exact, and as fast as one process; distributing the matrices' work between the ranks
-(microsoft/dion's all-to-all) is a later change (issue 16).
+every matrix: exact, and as fast as one process. Muon and NorMuon use this only as the fallback (layouts
+:mod:`optreg_muon.functional.distributed` does not split, or an optimizer without meshes); there each
+matrix is orthogonalized by one rank.
 
 Plain tensors pass through unchanged, so a single-process step runs the same ops as before.
 """

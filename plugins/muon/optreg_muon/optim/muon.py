@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from optreg.optim import check_number
+from optreg.optim import check_number, is_sharded
+from optreg_muon.functional import distributed as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
 from optreg_muon.functional.newton_schulz import PRECONDITIONINGS, resolve_coefficients
@@ -18,6 +20,27 @@ __all__ = ["Muon"]
 #: ``ns_dtype`` values: the precision of the Newton-Schulz iteration.
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 NS_BACKENDS = ("auto", "torch", "triton")
+#: ``sharded_ns`` values: whole matrices split between the ranks (exact), or each rank's row shard (approximate).
+SHARDED_NS = ("exact", "local")
+
+#: One parameter's orthogonalized update: this rank's rows of it (the whole update when ``rows`` is None), the
+#: rows ``(start, stop)`` of dim 0 it holds, and the shapes of the whole matrix's row blocks (for ``adjust_lr``).
+Part = tuple[torch.Tensor, "tuple[int, int] | None", list[tuple[int, int]]]
+
+
+def block_shapes(
+    shape: Sequence[int], flatten: bool, split_sizes: Sequence[int], num_heads: int
+) -> list[tuple[int, int]]:
+    """The shapes of the row blocks orthogonalized separately in a whole tensor of ``shape`` (no data touched)."""
+    view = F.matrix_view(torch.empty(tuple(shape), device="meta"), flatten)
+    return [tuple(b.shape[-2:]) for b in F.row_blocks(view, split_sizes, num_heads)]  # type: ignore[misc]
+
+
+def row_ratios(rule: str, shapes: Sequence[tuple[int, int]], num_heads: int, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """``adjust_lr``'s ratio per row of the whole matrix view, ``(rows, 1)``: each row block by its own shape."""
+    ratios = [torch.full((r,), F.adjust_lr_ratio(rule, r, c), dtype=dtype, device=device) for r, c in shapes]
+    return torch.cat([t.repeat(int(num_heads or 1)) for t in ratios]).reshape(-1, 1)
 
 
 class Muon(Orthogonal):
@@ -51,6 +74,12 @@ class Muon(Orthogonal):
     """
 
     ALGORITHM = "muon"
+    TRANSIENT = ("meshes", "split_stats")
+
+    def _init_transient(self) -> None:
+        super()._init_transient()
+        #: What this rank did in the last step's matrix update (:class:`optreg_muon.functional.distributed.SplitStats`).
+        self.split_stats = D.SplitStats()
 
     def __init__(
         self,
@@ -71,6 +100,7 @@ class Muon(Orthogonal):
         split_sizes: Sequence[int] = (),
         num_heads: int = 1,
         maximize: bool = False,
+        sharded_ns: str = "exact",
         adam_lr: float = 3e-4,
         adam_betas: tuple[float, float] = (0.9, 0.95),
         adam_eps: float = 1e-8,
@@ -105,8 +135,10 @@ class Muon(Orthogonal):
             "split_sizes": tuple(split_sizes),
             "num_heads": num_heads,
             "maximize": maximize,
+            "sharded_ns": sharded_ns,
         }
         self._extra_defaults(defaults)
+        self.split_stats = D.SplitStats()
         super().__init__(
             params,
             defaults=defaults,
@@ -139,6 +171,8 @@ class Muon(Orthogonal):
             raise ValueError(f"each block of {sizes} rows must divide into num_heads={heads} equal heads")
 
     def _check_matrix_options(self, options: dict[str, Any]) -> None:
+        if options.get("sharded_ns", "exact") not in SHARDED_NS:
+            raise ValueError(f"sharded_ns must be one of {SHARDED_NS}, got {options['sharded_ns']!r}")
         if options["ns_dtype"] not in NS_DTYPES:
             raise ValueError(f"ns_dtype must be one of {tuple(NS_DTYPES)}, got {options['ns_dtype']!r}")
         if options["ns_backend"] not in NS_BACKENDS:
@@ -152,6 +186,11 @@ class Muon(Orthogonal):
         F.adjust_lr_ratio(options["adjust_lr"], 1, 1)
 
     # -- the step
+
+    def step(self, closure: Any = None, *, step_factor: torch.Tensor | None = None) -> Any:
+        """One step (see :class:`~optreg.optim.OptregOptimizer`); :attr:`split_stats` then describes it."""
+        self.split_stats = D.SplitStats()
+        return super().step(closure, step_factor=step_factor)
 
     def _momentum(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -187,22 +226,133 @@ class Muon(Orthogonal):
             backend=group["ns_backend"],
         )
 
+    def _orthogonal_parts(self, group: dict[str, Any], updates: list[torch.Tensor]) -> list[Part]:
+        """Every update orthogonalized (see ``sharded_ns``): this rank's rows of each, or the whole.
+
+        ``"exact"`` with the strategy's meshes: each whole matrix orthogonalized by one rank
+        (:func:`~optreg_muon.functional.distributed.split_orthogonalize`); ``"local"``: a row-sharded
+        ``DTensor``'s local rows orthogonalized where they are (per row block). Anything else (no meshes:
+        one process or a copied optimizer; tensor-parallel layouts) is gathered whole and computed on every
+        rank (:mod:`~optreg_muon.functional.sharded`). All give one process's update but ``"local"``.
+        """
+        flatten, heads = group["flatten"], int(group.get("num_heads") or 1)
+        split_sizes = group.get("split_sizes") or ()
+        mode = group.get("sharded_ns", "exact")
+        meshes = getattr(self, "meshes", None) or {}
+        split = any(m is not None for m in meshes.values())
+        stats = self.split_stats
+        parts: list[Part | None] = [None] * len(updates)
+        exact, local, rest = [], [], []
+        for i, u in enumerate(updates):
+            layout = D.row_layout(u, meshes.get("replicate")) if split or mode == "local" else None
+            if layout is None:
+                rest.append(i)
+            elif mode == "local" and is_sharded(u) and layout.shard_size > 1:
+                local.append((i, layout))
+            elif split:
+                exact.append((i, layout))
+            else:
+                rest.append(i)
+        dtype = NS_DTYPES[group["ns_dtype"]]
+        if exact:
+
+            def compute(wholes: list[torch.Tensor]) -> list[torch.Tensor]:
+                return [o.reshape(w.shape) for (o, _), w in zip(self._orthogonalize(group, wholes), wholes)]
+
+            rows = D.split_orthogonalize([updates[i] for i, _ in exact], [lay for _, lay in exact], compute,
+                                         out_dtype=dtype, stats=stats)
+            for (i, layout), r in zip(exact, rows):
+                whole = layout.shard_size == 1  # replicated rows (DDP, HSDP without shards): the whole update
+                parts[i] = (r, None if whole else layout.rows,
+                            block_shapes(updates[i].shape, flatten, split_sizes, heads))
+        if local:
+            parts_local = self._local_parts(group, [updates[i] for i, _ in local], [lay for _, lay in local])
+            for (i, _), part in zip(local, parts_local):
+                parts[i] = part
+        if rest:
+            wholes = [S.whole(updates[i]) for i in rest]
+            start, cpu = time.perf_counter(), time.thread_time()
+            orthogonal = self._orthogonalize(group, wholes)
+            stats.ns_seconds += time.perf_counter() - start
+            stats.ns_cpu_seconds += time.thread_time() - cpu
+            stats.total += len(rest)
+            stats.computed += len(rest)
+            for i, w, (o, shapes) in zip(rest, wholes, orthogonal):
+                if is_sharded(updates[i]):
+                    local_rows = updates[i].to_local()
+                    stats.gather_bytes += (w.numel() - local_rows.numel()) * w.element_size()
+                    stats.received_bytes += (w.numel() - local_rows.numel()) * w.element_size()
+                # the whole update in the parameter's shape (F.orthogonalize gives one block's batch shape when
+                # there is one block: with num_heads, (heads, rows / heads, cols), not the matrix NorMuon normalises)
+                parts[i] = (o.reshape(w.shape), None, shapes)
+        return parts  # type: ignore[return-value]
+
+    def _local_parts(
+        self, group: dict[str, Any], updates: list[torch.Tensor], layouts: list[D.RowLayout]
+    ) -> list[Part]:
+        """``sharded_ns = "local"``: Newton-Schulz on each rank's own rows (KempnerForge's approximation).
+
+        A 2-D (or flattened) shard is cut where the whole matrix's row blocks (``split_sizes``, heads) cut it
+        and each piece orthogonalized; a batch of matrices sharded along its batch dimension
+        (``flatten = False``) holds whole matrices, so there it is exact. Same-shaped pieces are batched.
+        """
+        flatten, heads = group["flatten"], int(group.get("num_heads") or 1)
+        split_sizes = tuple(group.get("split_sizes") or ())
+        pieces: list[torch.Tensor] = []
+        plans = []
+        for u, layout in zip(updates, layouts):
+            own = u.to_local()
+            view = F.matrix_view(own, flatten)
+            start, stop = layout.rows
+            cuts: list[tuple[int, int]] = []
+            if own.numel() and view.ndim == 2:
+                bounds, at = [], 0
+                for size in split_sizes or (u.shape[0],):
+                    for _ in range(heads):
+                        bounds.append((at, at + size // heads))
+                        at += size // heads
+                cuts = [(max(a, start) - start, min(b, stop) - start)
+                        for a, b in bounds if min(b, stop) > max(a, start)]
+            elif own.numel():
+                cuts = [(0, view.shape[0])]
+            plans.append((own, view, cuts, layout.rows, block_shapes(u.shape, flatten, split_sizes, heads)))
+            pieces.extend(view[a:b] for a, b in cuts)
+        dtype = NS_DTYPES[group["ns_dtype"]]
+        start_time, cpu = time.perf_counter(), time.thread_time()
+        solo = {**group, "split_sizes": (), "num_heads": 1}
+        orthogonal = iter(self._orthogonalize(solo, pieces)) if pieces else iter(())
+        self.split_stats.ns_seconds += time.perf_counter() - start_time
+        self.split_stats.ns_cpu_seconds += time.thread_time() - cpu
+        self.split_stats.total += len(updates)
+        self.split_stats.computed += len(updates)
+        out: list[Part] = []
+        for own, view, cuts, rows, shapes in plans:
+            done = [next(orthogonal)[0] for _ in cuts]
+            if done:
+                result = torch.cat(done) if view.ndim == 2 else done[0]
+            else:
+                result = torch.zeros(view.shape, dtype=dtype, device=own.device)
+            out.append((result.reshape(own.shape), rows, shapes))
+        return out
+
     def _matrix_step(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], sf: torch.Tensor | None
     ) -> None:
         take = None if sf is None else sf != 0
         updates = self._momentum(group, params, grads, take, sf)
-        # Whole matrices (a sharded one gathered), so the orthogonalization is one process's.
-        orthogonal = self._orthogonalize(group, [S.whole(u) for u in updates])
+        parts = self._orthogonal_parts(group, updates)
         lr = float(group["lr"])
-        for p, (update, shapes) in zip(params, orthogonal):
-            alpha = F.block_lr(
-                lr, group["adjust_lr"], shapes, update, flatten=group["flatten"],
-                num_heads=int(group.get("num_heads") or 1), dtype=F.work_dtype(p.dtype),
-            )
-            if isinstance(alpha, torch.Tensor):  # unequal blocks: each block scaled by its own rule
-                update, alpha = update * alpha, lr
+        heads = int(group.get("num_heads") or 1)
+        for p, (update, rows, shapes) in zip(params, parts):
+            if len(set(shapes)) == 1:
+                alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], *shapes[0])
+            else:  # unequal blocks: each row by its own block's rule (only 2-D or flattened views have blocks)
+                ratios = row_ratios(group["adjust_lr"], shapes, heads, F.work_dtype(p.dtype), update.device)
+                if rows is not None:
+                    ratios = ratios[rows[0]:rows[1]]
+                update, alpha = (update.reshape(ratios.shape[0], -1) * ratios).reshape(update.shape), lr
+            applied = S.like(update, p) if rows is None else D.to_layout(update, p)
             F.decay_and_apply_(
-                p, S.like(update, p), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                p, applied, lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
                 cautious=group["cautious_wd"], take=take,
             )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-from optreg.optim import check_number
+from optreg.optim import check_number, commit_, is_sharded
+from optreg_muon.functional import distributed as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
 from optreg_muon.optim.muon import Muon
@@ -80,21 +82,67 @@ class NorMuon(Muon):
     ) -> None:
         take = None if sf is None else sf != 0
         updates = self._momentum(group, params, grads, take, sf)
-        orthogonal = self._orthogonalize(group, [S.whole(u) for u in updates])  # whole matrices, as Muon
+        parts = self._orthogonal_parts(group, updates)  # as Muon: exact (split or whole), or "local"
         lr = float(group["lr"])
-        for p, (update, _shapes) in zip(params, orthogonal):
+        for p, (update, rows, _shapes) in zip(params, parts):
             # The second moment and the normalisation run in float32, or in the param's dtype when wider. The
             # second moment is one entry per row of the whole matrix, a plain tensor: the same on every rank.
-            view = F.matrix_view(update, group["flatten"]).to(F.work_dtype(p.dtype))
+            work = F.work_dtype(p.dtype)
             state = self.state[p]
-            if "second_moment" not in state:
-                state["second_moment"] = torch.zeros((*view.shape[:-1], 1), dtype=view.dtype, device=p.device)
-            normed = F.normuon_normalize_(
-                view, state["second_moment"], beta2=group["muon_beta2"], eps=group["normuon_eps"], take=take
-            )
-            rows, cols = view.shape[-2:]
-            alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], rows, cols)
+            if rows is None:
+                view = F.matrix_view(update, group["flatten"]).to(work)
+                if "second_moment" not in state:
+                    state["second_moment"] = torch.zeros((*view.shape[:-1], 1), dtype=view.dtype, device=p.device)
+                normed = F.normuon_normalize_(
+                    view, state["second_moment"], beta2=group["muon_beta2"], eps=group["normuon_eps"], take=take
+                )
+                applied = S.like(normed.to(p.dtype), p)
+                rows_cols = view.shape[-2:]
+            else:
+                normed, rows_cols = self._normalize_rows(group, p, update, rows, take)
+                applied = D.to_layout(normed.to(p.dtype), p)
+            alpha = lr * F.adjust_lr_ratio(group["adjust_lr"], *rows_cols)
             F.decay_and_apply_(
-                p, S.like(normed.to(p.dtype), p), lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
+                p, applied, lr=lr, alpha=alpha, weight_decay=group["weight_decay"],
                 cautious=group["cautious_wd"], take=take,
             )
+
+    def _normalize_rows(
+        self, group: dict[str, Any], p: torch.Tensor, update: torch.Tensor, rows: tuple[int, int],
+        take: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The normalisation of :func:`~optreg_muon.functional.matrix.normuon_normalize_` from this rank's rows.
+
+        Each row's mean square is local to its row; the rows' statistics (one number per row) are gathered so
+        every rank updates the whole second moment alike, and the Frobenius norm of the normalised matrix is
+        ``sqrt(sum_rows cols * meansq / (sqrt(v) + eps)^2)``, computed from them without another collective.
+        """
+        work = F.work_dtype(p.dtype)
+        flatten = group["flatten"]
+        full = F.matrix_view(torch.empty(p.shape, device="meta"), flatten).shape
+        view = update.reshape(update.shape[0], *full[1:]).to(work)
+        meansq = view.square().mean(dim=-1, keepdim=True)
+        if is_sharded(p):
+            from torch.distributed.tensor import DTensor
+
+            shape = (p.shape[0], *meansq.shape[1:])
+            stride = torch.empty(shape, device="meta").stride()
+            meansq = DTensor.from_local(meansq, p.device_mesh, p.placements, shape=torch.Size(shape), stride=stride,
+                                        run_check=False).full_tensor()
+        state = self.state[p]
+        if "second_moment" not in state:
+            state["second_moment"] = torch.zeros(meansq.shape, dtype=work, device=p.device)
+        v = state["second_moment"]
+        new_v = torch.lerp(v, meansq, 1 - group["muon_beta2"])
+        commit_(v, new_v, take)
+        denominator = new_v.sqrt() + group["normuon_eps"]
+        cols = full[-1]
+        frob = (cols * meansq / denominator.square()).sum(dim=-2, keepdim=True).sqrt().clamp(min=1e-30)
+        m, n = full[-2:]
+        scale = math.sqrt(min(m, n)) / frob
+        start, stop = rows
+        if view.ndim == 2:
+            normed = view / denominator[start:stop] * scale
+        else:
+            normed = view / denominator[start:stop] * scale[start:stop]
+        return normed, (m, n)
