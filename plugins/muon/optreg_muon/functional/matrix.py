@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -21,10 +21,13 @@ from optreg_muon.functional.newton_schulz import Coefficients, newton_schulz
 
 __all__ = [
     "ADJUST_LR_RULES",
+    "DionComm",
     "adjust_lr_ratio",
     "block_lr",
     "decay_and_apply_",
     "dion_floor",
+    "dion_qr",
+    "dion_signs",
     "dion_rank",
     "dion_update_",
     "ema_momentum_",
@@ -256,6 +259,44 @@ def dion_floor(norms: torch.Tensor) -> torch.Tensor:
     return norms.amax() * math.sqrt(torch.finfo(norms.dtype).eps)
 
 
+def dion_qr(P: torch.Tensor) -> torch.Tensor:
+    """The orthonormal factor of ``P``'s (reduced) QR with ``R``'s diagonal made non-negative.
+
+    That QR is unique for a full-rank ``P``, so any algorithm computing it gives the same matrix up to
+    rounding: Householder here (one process), TSQR on row shards in the distributed step
+    (:mod:`optreg_muon.functional.dion_distributed`). The signs never change Dion's update (a column of
+    ``P`` and of ``R`` flip together), only which sign of the right basis ``Q`` is kept; fixing them
+    makes the state of one process and of any sharding the same.
+    """
+    basis, R = torch.linalg.qr(P)
+    return basis * dion_signs(R)
+
+
+def dion_signs(R: torch.Tensor) -> torch.Tensor:
+    """``-1`` where ``R``'s diagonal is negative, else ``1`` (in ``R``'s dtype): the column signs of :func:`dion_qr`."""
+    return 1 - 2 * (R.diagonal() < 0).to(R.dtype)
+
+
+class DionComm(Protocol):
+    """How :func:`dion_update_` combines the parts of a matrix held by several ranks (``None``: one process).
+
+    ``B`` is this rank's block (rows ``I``, columns ``J``) of the whole matrix; the column shards of ``Q``
+    and ``R`` match ``J``, the row shards of ``P`` match ``I``.
+    """
+
+    def sum_over_columns(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the ranks holding the other column blocks of this rank's rows (in place)."""
+        ...
+
+    def sum_over_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the ranks holding the other row blocks of this rank's columns (in place)."""
+        ...
+
+    def qr(self, P: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of :func:`dion_qr` of the whole ``P`` (row-sharded like the matrix)."""
+        ...
+
+
 def dion_update_(
     M: torch.Tensor,
     Q: torch.Tensor,
@@ -267,6 +308,7 @@ def dion_update_(
     mu: float,
     eps: float,
     take: torch.Tensor | None,
+    comm: DionComm | None = None,
 ) -> torch.Tensor:
     """Dion's step on one matrix: updates the momentum ``M`` and right basis ``Q`` in place, returns ``P Q^T``.
 
@@ -274,8 +316,13 @@ def dion_update_(
     ``M <- B - (1 - mu) P R^T``; ``Q <- R / (||R||_col + eps)``. A column of ``R`` at or below
     :func:`dion_floor` (``sqrt(eps)`` of the working precision times the largest column norm: rounding
     noise, e.g. where ``B`` is rank-deficient) counts as zero: it adds nothing to the update and keeps its
-    old basis vector, as an exactly zero column does. The products and the QR run in :func:`work_dtype`
-    of ``M``; the update is returned in it.
+    old basis vector, as an exactly zero column does. The products and the QR (:func:`dion_qr`) run in
+    :func:`work_dtype` of ``M``; the update is returned in it.
+
+    With ``comm`` (Ahn et al. 2025, the distributed Dion), ``M`` and ``g`` are this rank's ``rows x cols``
+    block of the matrix and ``Q`` its rows of the right basis: the products' partial sums, ``P``'s QR and
+    ``R``'s column norms are completed by ``comm``; the momentum, the error feedback and the returned
+    update stay this rank's block.
     """
     work = work_dtype(M.dtype)
     B = M.reshape(rows, cols).to(work) + g.reshape(rows, cols).to(work)
@@ -283,11 +330,15 @@ def dion_update_(
     basis = Q_start
     P = R = basis
     for _ in range(power_iters):
-        P, _ = torch.linalg.qr(B @ basis)
+        BQ = B @ basis
+        P = dion_qr(BQ) if comm is None else comm.qr(comm.sum_over_columns(BQ))
         R = B.T @ P
+        if comm is not None:
+            R = comm.sum_over_rows(R)
         basis = R
     new_M = B - (1 - mu) * (P @ R.T)
-    norms = R.norm(dim=0, keepdim=True)
+    squares = R.square().sum(dim=0, keepdim=True)
+    norms = (squares if comm is None else comm.sum_over_columns(squares)).sqrt()
     # A column at the rounding floor has no direction of its own: normalising it would add a unit step in a
     # direction made of rounding errors (a rank-deficient B, e.g. the weight before a LayerNorm, whose
     # gradient rows sum to zero), so runs whose gradients differ in the last bit (one process, DDP) would
