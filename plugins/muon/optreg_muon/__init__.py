@@ -1,6 +1,6 @@
-"""optreg-muon: Muon, NorMuon and Dion, with torch and Triton Newton-Schulz kernels.
+"""optreg-muon: Muon, NorMuon, Dion and Dion2, with torch and Triton Newton-Schulz kernels.
 
-``optreg_muon.specs`` holds the specs ``muon``, ``normuon`` and ``dion``; ``optreg_muon.optim`` the
+``optreg_muon.specs`` holds the specs ``muon``, ``normuon``, ``dion`` and ``dion2``; ``optreg_muon.optim`` the
 optimizers, usable directly; ``optreg_muon.functional`` the kernels: ``functional.newton_schulz`` (the
 iteration, its coefficient presets and preconditioning), ``functional.triton_ns`` (the symmetric Triton
 kernels) and ``functional.matrix`` (the matrix updates' math).
@@ -11,12 +11,14 @@ Importing this package imports no torch: the optimizers and the Newton-Schulz na
 from __future__ import annotations
 
 from optreg.lazy import lazy_exports
-from optreg_muon.specs import ALL_SPECS, DionSpec, MuonSpec, NorMuonSpec
+from optreg_muon.specs import ALL_SPECS, Dion2Spec, DionSpec, MuonSpec, NorMuonSpec
 
 __all__ = [
     "ALL_SPECS",
     "COEFFICIENT_PRESETS",
     "Dion",
+    "Dion2",
+    "Dion2Spec",
     "DionSpec",
     "Muon",
     "MuonSpec",
@@ -30,6 +32,7 @@ _LAZY = {
     "Muon": "optreg_muon.optim",
     "NorMuon": "optreg_muon.optim",
     "Dion": "optreg_muon.optim",
+    "Dion2": "optreg_muon.optim",
     "COEFFICIENT_PRESETS": "optreg_muon.functional.newton_schulz",
     "resolve_coefficients": "optreg_muon.functional.newton_schulz",
 }

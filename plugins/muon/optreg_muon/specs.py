@@ -1,4 +1,4 @@
-"""Specs of the Muon family: ``muon``, ``normuon`` and ``dion``.
+"""Specs of the Muon family: ``muon``, ``normuon``, ``dion`` and ``dion2``.
 
 Each routes parameters by role (see :mod:`optreg.groups`): ``matrix`` params take
 the orthogonalized update, embeddings, the output head, biases and norms take
@@ -25,7 +25,7 @@ from optreg import BuildContext, FieldValueError, OptimizerSpec, field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ALL_SPECS", "DionSpec", "MuonSpec", "NorMuonSpec"]
+__all__ = ["ALL_SPECS", "Dion2Spec", "DionSpec", "MuonSpec", "NorMuonSpec"]
 
 Preset = Literal["muon", "polar_express", "dion", "turbo_aol"]
 Triple = tuple[float, float, float]
@@ -216,5 +216,66 @@ class DionSpec(_RoutedSpec):
         return Dion(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
 
 
+@attrs.frozen(kw_only=True)
+class Dion2Spec(_RoutedSpec):
+    """Dion2: Newton-Schulz on the alpha-fraction of each matrix's rows (or columns) with the largest momentum.
+
+    Each step adds the gradient to the momentum ``M``, selects the ``ceil(fraction * n)`` rows of ``M``
+    (columns when the matrix is tall) with the largest L1 norms, orthogonalizes that submatrix with Muon's
+    Newton-Schulz and moves only those rows of the weight; the selected rows of ``M`` decay by
+    ``ef_decay`` (error feedback), the others keep accumulating until they are selected. Newton-Schulz
+    costs about ``fraction`` of Muon's (a quarter by default); ``fraction = 1`` is Muon without Nesterov.
+    """
+
+    TYPE: ClassVar[str] = "dion2"
+    ALGORITHM: ClassVar[str] = "dion2"
+    PAPER: ClassVar[str] = (
+        "Ahn, Amsel, Langford 2025, Dion2: A Simple Method to Shrink Matrix in Muon (arXiv 2512.16928)"
+    )
+
+    lr: float = field(0.02, ge=0, doc="LR of the orthogonalized matrix update.")
+    fraction: float = field(0.25, gt=0, le=1, doc="Share of the rows (or columns) orthogonalized and updated per step.")
+    ef_decay: float = field(
+        0.95, ge=0, le=1, doc="Error-feedback decay: the selected rows of the momentum are multiplied by it."
+    )
+    select_dim: Literal["auto", "rows", "cols"] = field(
+        "auto", doc="Select rows or columns; auto: the shorter side (rows when rows <= cols)."
+    )
+    weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay of matrices (every row, p *= 1 - lr * wd).")
+    cautious_wd: bool = field(
+        False, doc="Decay only where the update and the parameter have the same sign (so only the selected rows)."
+    )
+    ns_steps: int = field(5, ge=1, le=99, doc="Newton-Schulz iterations.")
+    ns_coefficients: Preset | Triple | tuple[Triple, ...] = field(
+        "polar_express",
+        doc="A preset (muon, polar_express, dion, turbo_aol), one (a, b, c) for every step, or one triple per "
+        "step (the last one repeats); the reference uses polar_express.",
+    )
+    preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = field(
+        "frobenius", doc="How the submatrix is scaled to spectral norm <= 1 before the iteration."
+    )
+    adjust_lr: AdjustLR = field("spectral_norm", doc="LR factor by the whole matrix's shape (see muon).")
+    eps: float = field(1e-7, gt=0, doc="Floor of the norm in the Frobenius normalisation.")
+    ns_dtype: Literal["bfloat16", "float32", "float64"] = field(
+        "bfloat16", doc="Precision of the Newton-Schulz iteration (see muon)."
+    )
+    ns_backend: Literal["auto", "torch", "triton"] = field(
+        "auto", doc="Kernel: auto (Triton on CUDA if installed, else torch), torch, or triton."
+    )
+    flatten: bool = field(True, doc="Flatten 3-D+ params to (shape[0], rest); false: a batch of matrices.")
+    maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
+
+    def __attrs_post_init__(self) -> None:
+        if self.ns_dtype == "float64" and self.ns_backend == "triton":
+            raise FieldValueError(
+                "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
+            )
+
+    def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg_muon.optim import Dion2
+
+        return Dion2(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
+
+
 #: Every spec class of this family; plugin.py registers them.
-ALL_SPECS: tuple[type, ...] = (MuonSpec, NorMuonSpec, DionSpec)
+ALL_SPECS: tuple[type, ...] = (MuonSpec, NorMuonSpec, DionSpec, Dion2Spec)

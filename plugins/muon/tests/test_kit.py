@@ -1,4 +1,4 @@
-"""The conformance kit over muon, normuon and dion and their main option combinations."""
+"""The conformance kit over muon, normuon, dion and dion2 and their main option combinations."""
 
 from optreg.testing import ErrorCase, OptimizerCase, OptimizerConformance
 
@@ -128,4 +128,30 @@ class TestDion(OptimizerConformance):
         ErrorCase(spec={"type": "dion", "rank_fraction": 0.0}, path="$.rank_fraction", match=r"in \(0, 1\]"),
         ErrorCase(spec={"type": "dion", "mu": -0.1}, path="$.mu", match=r"in \[0, 1\)"),
         ErrorCase(spec={"type": "dion", "flatten": False}, path="$.flatten", match="flatten"),
+    ]
+
+
+class TestDion2(OptimizerConformance):
+    distribution = "optreg-muon"
+    cases = [
+        OptimizerCase(
+            spec={"type": "dion2", "lr": 0.02, "adam_lr": 0.01}, capabilities=CAPS, skip=NS_PRECISION, descent=SMALL_LR
+        ),
+        # Columns of the kit's matrices, every option of the update's tail, float64 Newton-Schulz: with float64
+        # params no op of a step rounds below float64.
+        OptimizerCase(
+            spec={"type": "dion2", "lr": 0.02, "adam_lr": 0.01, "fraction": 0.5, "ef_decay": 0.9, "select_dim": "cols",
+                  "weight_decay": 0.01, "cautious_wd": True, "ns_dtype": "float64", "ns_coefficients": "muon",
+                  "adjust_lr": "match_rms_adamw"},
+            capabilities=CAPS,
+            descent={**SMALL_LR, "rosenbrock": {"lr": 0.01}},
+        ),
+    ]
+    error_cases = [
+        ErrorCase(spec={"type": "dion2", "fraction": 0.0}, path="$.fraction", match=r"in \(0, 1\]"),
+        ErrorCase(spec={"type": "dion2", "ef_decay": 1.5}, path="$.ef_decay", match=r"in \[0, 1\]"),
+        ErrorCase(spec={"type": "dion2", "select_dim": "diagonal"}, path="$.select_dim", match="rows"),
+        ErrorCase(
+            spec={"type": "dion2", "ns_dtype": "float64", "ns_backend": "triton"}, path="$.ns_backend", match="float64"
+        ),
     ]

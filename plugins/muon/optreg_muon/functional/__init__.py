@@ -7,6 +7,8 @@
   importing the module does not import triton);
 - :mod:`optreg_muon.functional.matrix`: matrix views, row blocks, batched orthogonalization, LR ratios by
   shape, and the steps of Muon, NorMuon and Dion on one matrix;
+- :mod:`optreg_muon.functional.dion2`: Dion2's row (column) selection by L1 norm, error feedback and the
+  scatter of the orthogonalized submatrix;
 - ``_non_matrix``: the AdamW / Lion update of non-matrix parameters (from optreg-adam and optreg-sign).
 
 Nothing is imported here, so ``optreg_muon.functional.newton_schulz`` always names the module, never the

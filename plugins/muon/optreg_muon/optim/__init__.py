@@ -1,4 +1,4 @@
-"""The optimizers of the Muon family, one module each: :mod:`.muon`, :mod:`.normuon`, :mod:`.dion`.
+"""The optimizers of the Muon family, one module each: :mod:`.muon`, :mod:`.normuon`, :mod:`.dion`, :mod:`.dion2`.
 
 They share a private base (``_orthogonal``: routing by parameter kind, argument checks, the AdamW / Lion
 branch of non-matrix parameters); the math lives in :mod:`optreg_muon.functional`.
@@ -18,7 +18,8 @@ on (the default).
 
 from optreg_muon.functional.matrix import adjust_lr_ratio
 from optreg_muon.optim.dion import Dion
+from optreg_muon.optim.dion2 import Dion2
 from optreg_muon.optim.muon import Muon
 from optreg_muon.optim.normuon import NorMuon
 
-__all__ = ["Dion", "Muon", "NorMuon", "adjust_lr_ratio"]
+__all__ = ["Dion", "Dion2", "Muon", "NorMuon", "adjust_lr_ratio"]
