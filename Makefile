@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 # clone's demo does not wait for the test references (triton alone is a 290 MB wheel), and the
 # editable builds share the venv's setuptools instead of building one isolated env each (52 s -> 11 s).
 DEMO_STAMP := $(VENV)/.installed-demo
+# setuptools prints a 10-line "BuildBackendWarning: Editable installation" banner for every editable
+# package it builds (a reminder that a folder named like a package shadows it); the installs below
+# silence just that warning, so a newcomer sees what matters.
+QUIET_EDITABLE := PYTHONWARNINGS='ignore:Editable installation'
 
 .PHONY: install demo test lint test-core test-plugins test-integration docs clean
 
@@ -19,7 +23,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,docs]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
+	$(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test,docs]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +33,7 @@ $(DEMO_STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet 'setuptools>=77' wheel
-	$(PY) -m pip install --quiet --no-build-isolation -e . $(foreach p,$(filter-out plugins/train,$(PLUGINS)),-e '$(p)') \
+	$(QUIET_EDITABLE) $(PY) -m pip install --quiet --no-build-isolation -e . $(foreach p,$(filter-out plugins/train,$(PLUGINS)),-e '$(p)') \
 		-e 'plugins/train[plot]'
 	touch $(DEMO_STAMP)
 
