@@ -44,7 +44,9 @@ from optreg.testing import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-CORE_PAGES = ("index.md", "spec-format.md", "cli.md", "training.md", "writing-plugins.md", "numerics.md")
+CORE_PAGES = (
+    "index.md", "spec-format.md", "cli.md", "python-api.md", "training.md", "writing-plugins.md", "numerics.md"
+)
 
 
 def _read(name: str) -> str:

@@ -33,6 +33,7 @@ CORE_PAGES = [
     ("Home", "index.md"),
     ("Spec format", "spec-format.md"),
     ("Command line", "cli.md"),
+    ("Python API", "python-api.md"),
     ("Training and comparing", "training.md"),
     ("Writing plugins", "writing-plugins.md"),
     ("Numerics", "numerics.md"),

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from optreg.describe import describe
 from optreg.errors import PluginError, SpecError
+from optreg.groups import ParamNamesWarning
 from optreg.hookspecs import hookimpl, hookspec
 from optreg.loading import dump_spec, load_spec, parse_spec
 from optreg.registry import PluginInfo, Registry, get_registry, reset_registry
@@ -23,6 +25,7 @@ from optreg.runspec import RunSpec
 from optreg.specs import (
     ROLES,
     BuildContext,
+    FieldTypeError,
     FieldValueError,
     FieldValueErrors,
     GroupOverride,
@@ -41,10 +44,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BuildContext",
+    "FieldTypeError",
     "FieldValueError",
     "FieldValueErrors",
     "GroupOverride",
     "OptimizerSpec",
+    "ParamNamesWarning",
     "ParallelismSpec",
     "PluginError",
     "PluginInfo",
@@ -58,6 +63,7 @@ __all__ = [
     "__version__",
     "build_optimizer",
     "build_scheduler",
+    "describe",
     "dump_spec",
     "field",
     "get_registry",

@@ -11,7 +11,6 @@ plugins registered.
 
 from __future__ import annotations
 
-import difflib
 import math
 import types
 import typing
@@ -33,6 +32,8 @@ from optreg.specs import (
     Spec,
     spec_fields,
 )
+from optreg.suggest import COMMON_KEYS
+from optreg.suggest import did_you_mean as _did_you_mean
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -88,7 +89,7 @@ def flatten_errors(exc: BaseException, prefix: Path = ()) -> list[tuple[Path, st
         return [e for sub in exc.errors for e in flatten_errors(sub, prefix)]
     if isinstance(exc, FieldValueError):
         extra: Path = (exc.field,) + ((exc.index,) if exc.index is not None else ())
-        return [(prefix + extra, str(exc))]
+        return [(prefix + extra, exc.message)]
     return [(prefix, str(exc) or type(exc).__name__)]
 
 
@@ -182,9 +183,13 @@ def _got(value: Any) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` when a close match exists, else ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """`` (did you mean 'x'?)`` when a likely match exists (see :mod:`optreg.suggest`), else ``""``."""
+    return _did_you_mean(word, choices)
+
+
+def _key_hint(key: str, names: Sequence[str]) -> str:
+    """The did-you-mean of an unknown key: close spellings and the names other libraries use (``learning_rate``)."""
+    return _did_you_mean(key, names, COMMON_KEYS)
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -267,17 +272,53 @@ def make_converter(registry: Names) -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_hetero_tuple, lambda tp: _hetero_tuple_hook(conv, tp))
     conv.register_structure_hook_factory(_is_homo_sequence, lambda tp: _sequence_hook(conv, tp))
     conv.register_structure_hook_factory(_is_mapping, lambda tp: _mapping_hook(conv, tp))
-    conv.register_structure_hook_factory(attrs.has, lambda cls: _class_hook(conv, cls))
+    where = _where_else(registry)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _class_hook(conv, cls, where))
     for kind, base in KIND_BASES.items():
         # Exact-match predicates: a plain register_structure_hook(base) would also catch subclasses.
         conv.register_structure_hook_func(
             lambda tp, base=base: tp is base, _tagged_union_hook(conv, registry, kind)
         )
-    conv.register_structure_hook_func(lambda tp: tp is RunSpec, _run_spec_hook(conv, registry))
+    conv.register_structure_hook_func(lambda tp: tp is RunSpec, _run_spec_hook(conv, registry, where))
     return conv
 
 
-def _run_spec_hook(conv: cattrs.Converter, registry: Names) -> Callable[[Any, Any], RunSpec]:
+def _where_else(registry: Names) -> Callable[[str, str], str]:
+    """A function ``(key, kind) -> hint`` saying where else ``key`` is an option: ``warmup_steps`` under
+    ``[optimizer]`` is a ``[scheduler]`` option. ``kind`` is the table it was found in (``""``: the top level)."""
+    index: dict[str, list[tuple[str, str]]] = {}
+
+    def build() -> None:
+        for other, base in KIND_BASES.items():
+            for name in registry.names(other):
+                try:
+                    cls = registry.lookup(other, name)
+                except Exception:  # noqa: BLE001 - a registry without this kind: nothing to say
+                    cls = None
+                for f in spec_fields(cls) if cls is not None else ():
+                    if f.name not in {b.name for b in spec_fields(base)}:
+                        index.setdefault(f.name, []).append((other, name))
+        for table, cls in registry.tables().items():
+            for f in spec_fields(cls):
+                index.setdefault(f.name, []).append((table, ""))
+
+    def hint(key: str, kind: str) -> str:
+        if not index:
+            build()
+        places = [(table, name) for table, name in index.get(key, []) if table != kind]
+        if not places:
+            return ""
+        table = places[0][0]
+        names = [name for t, name in places if t == table and name]
+        example = f" (of {', '.join(repr(n) for n in names)})" if 0 < len(names) <= 3 else ""
+        return f" (it is an option of [{table}]{example}: move it there)"
+
+    return hint
+
+
+def _run_spec_hook(
+    conv: cattrs.Converter, registry: Names, where: Callable[[str, str], str]
+) -> Callable[[Any, Any], RunSpec]:
     """A whole file: the core's keys as RunSpec fields, every other top-level table a plugin's registered one."""
     core_fields = [f for f in spec_fields(RunSpec) if f.name in RunSpec.CORE_KEYS]
     hints = field_types(RunSpec)
@@ -297,7 +338,8 @@ def _run_spec_hook(conv: cattrs.Converter, registry: Names) -> Callable[[Any, An
                 errors.append(((str(key),), f"the [{key}] table is registered by both {who}, so neither reads it; "
                                             "uninstall or disable one of them (OPTREG_DISABLE_PLUGINS)"))
             elif key not in valid:
-                errors.append(((str(key),), f"unknown key {key!r}{did_you_mean(str(key), valid)}; "
+                errors.append(((str(key),), f"unknown key {key!r}"
+                                            f"{where(str(key), '') or did_you_mean(str(key), valid)}; "
                                             f"valid keys: {', '.join(valid)}"))
         for f in core_fields:
             if f.name in value:
@@ -430,11 +472,14 @@ def _field_validator_errors(fields: Sequence[attrs.Attribute], values: Mapping[s
     return errors
 
 
-def _class_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
+def _class_hook(
+    conv: cattrs.Converter, cls: type, where: Callable[[str, str], str] | None = None
+) -> Callable[[Any, Any], Any]:
     fields = spec_fields(cls)
     hints = field_types(cls)
     names = [f.name for f in fields]
     is_optimizer = issubclass(cls, OptimizerSpec)
+    kind = getattr(cls, "KIND", "") if issubclass(cls, Spec) else ""
 
     def structure(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -442,10 +487,11 @@ def _class_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
         errors: list[tuple[Path, str]] = []
         for key in value:
             if key not in names:
+                elsewhere = where(str(key), kind) if where is not None and kind else ""
                 errors.append(
                     (
                         (str(key),),
-                        f"unknown key {key!r}{did_you_mean(str(key), names)}; "
+                        f"unknown key {key!r}{elsewhere or _key_hint(str(key), names)}; "
                         f"valid keys: {', '.join(names) or '(none)'}",
                     )
                 )
@@ -520,7 +566,7 @@ def _structure_overrides(conv: cattrs.Converter, spec: OptimizerSpec, raw: Any) 
                 entry_errors.append(
                     (
                         here + (str(key),),
-                        f"{key!r} cannot be set per group{did_you_mean(str(key), valid)}; "
+                        f"{key!r} cannot be set per group{_key_hint(str(key), valid)}; "
                         f"valid keys: {', '.join(valid)}",
                     )
                 )

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         def group_option_spec(self) -> Any: ...
         def role_options(self, role: str) -> dict[str, Any] | None: ...
 
-__all__ = ["ParamInfo", "build_param_groups", "classify_parameters", "plan_groups", "HEAD_NAMES"]
+__all__ = ["ParamInfo", "ParamNamesWarning", "build_param_groups", "classify_parameters", "plan_groups", "HEAD_NAMES"]
 
 #: Last FQN segments of a module that is the output head.
 HEAD_NAMES = frozenset({"lm_head", "head", "output", "classifier", "score", "fc_out", "output_layer"})
@@ -131,8 +131,18 @@ def classify_parameters(model: nn.Module, explicit_roles: Mapping[str, Iterable[
     return out
 
 
-def _infos_from_params(params: Iterable[Any]) -> tuple[list[ParamInfo], bool]:
-    """ParamInfos from tensors or ``(name, tensor)`` pairs; the flag says whether names were given."""
+def _infos_from_params(
+    params: Iterable[Any], explicit_roles: Mapping[str, Iterable[str]] | None = None
+) -> tuple[list[ParamInfo], bool]:
+    """ParamInfos from tensors or ``(name, tensor)`` pairs; the flag says whether names were given.
+
+    Without a module only names and shapes are known. A named tensor gets its role and tags from its
+    FQN as in :func:`classify_parameters` (``tok_emb.weight`` is an embedding, ``lm_head.weight`` the
+    head, ``*.bias`` a bias); a 1-D tensor that is not a bias counts as a norm weight (what a 1-D weight
+    almost always is). An unnamed tensor has its shape only: 1-D counts as both a bias and a norm
+    weight (``no_decay`` with either leaves it undecayed), 2-D and up as a matrix.
+    """
+    explicit_roles = explicit_roles or {}
     out: list[ParamInfo] = []
     named = False
     for i, item in enumerate(params):
@@ -140,11 +150,72 @@ def _infos_from_params(params: Iterable[Any]) -> tuple[list[ParamInfo], bool]:
             name, tensor = item
             named = True
         else:
-            name, tensor = str(i), item
-        role = "matrix" if tensor.ndim >= 2 else "vector"
-        tags = frozenset({"bias"}) if name.endswith("bias") else frozenset()
-        out.append(ParamInfo(clean_fqn(name), tensor, role, tags, ""))
+            name, tensor = None, item
+        if not hasattr(tensor, "ndim"):
+            raise TypeError(f"optimizer params must be tensors, (name, tensor) pairs or param-group dicts; "
+                            f"item {i} is a {type(tensor).__name__}")
+        if name is None:
+            tags = frozenset({"bias", "norm"}) if tensor.ndim <= 1 else frozenset()
+            out.append(ParamInfo(str(i), tensor, "matrix" if tensor.ndim >= 2 else "vector", tags, ""))
+            continue
+        fqn = clean_fqn(name)
+        segments = fqn.split(".")
+        module_segments = [s.lower() for s in segments[:-1]]
+        tag_set: set[str] = set()
+        if segments[-1] == "bias" or segments[-1].endswith("_bias"):
+            tag_set.add("bias")
+        elif tensor.ndim <= 1 or any(s in NORM_NAMES for s in module_segments):
+            tag_set.add("norm")
+        role = next((r for r, globs in explicit_roles.items() if _match_any(fqn, globs)), None)
+        if role is None:
+            if tensor.ndim >= 2 and any(s.lower() in EMBEDDING_NAMES for s in segments):
+                role = "embedding"
+            elif module_segments and module_segments[-1] in HEAD_NAMES:
+                role = "head"
+            elif tensor.ndim >= 2 and "norm" not in tag_set:
+                role = "matrix"
+            else:
+                role = "vector"
+        out.append(ParamInfo(fqn, tensor, role, frozenset(tag_set), ""))
     return out, named
+
+
+class ParamNamesWarning(UserWarning):
+    """``no_decay`` was set to list embeddings or the head, which need parameter names, but the parameters came
+    as plain tensors (``model.parameters()``). Pass the module or ``named_parameters()``."""
+
+
+def _warn_unnamed(spec: OptimizerSpec, infos: list[ParamInfo], decays: bool) -> None:
+    """Warn when ``no_decay`` was set to list roles plain tensors cannot show (the default stays quiet: with
+    ``model.parameters()`` a torch user gets torch's rule for matrices, and the docs say so)."""
+    default = attrs.fields_dict(type(spec))["no_decay"].default
+    by_name = sorted({"embedding", "head"} & set(spec.no_decay))
+    if not decays or not by_name or tuple(spec.no_decay) == tuple(default):
+        return
+    if not any(i.param.ndim >= 2 for i in infos):
+        return
+    import warnings
+
+    warnings.warn(
+        f"no_decay lists {' and '.join(repr(c) for c in by_name)}, but the parameters came without names "
+        "(model.parameters()), so those matrices cannot be told from the others and get weight decay; pass the "
+        "module itself or model.named_parameters() (1-D tensors, biases and norm weights, are recognised by "
+        "shape and get none)",
+        ParamNamesWarning,
+        stacklevel=_caller_level(),
+    )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside optreg: the warning points at the user's call."""
+    import os
+    import sys
+
+    package = os.path.dirname(__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @attrs.frozen
@@ -172,16 +243,20 @@ def plan_groups(spec: OptimizerSpec, model_or_params: Any) -> list[PlannedGroup]
         items = list(model_or_params)
         if items and all(isinstance(g, Mapping) for g in items):
             return _plan_from_dict_groups(spec, items)
-        infos, named = _infos_from_params(items)
-    if spec.group_overrides and not named:
-        raise SpecError(
-            "group_overrides need parameter names: pass an nn.Module or (name, tensor) pairs",
-            path="$.group_overrides",
-        )
+        infos, named = _infos_from_params(items, spec.roles)
+    for option in ("group_overrides", "roles"):
+        if getattr(spec, option) and not named:
+            raise SpecError(
+                f"{option} need parameter names (they match globs over them), but the parameters came as plain "
+                "tensors (model.parameters()); pass the module itself or model.named_parameters()",
+                path=f"$.{option}",
+            )
     _check_globs(spec, infos)
     routes = spec.role_options("matrix") is not None
     target = spec.group_option_spec()
     base_decay = getattr(target, "weight_decay", 0.0) if has_decay else 0.0
+    if not named:
+        _warn_unnamed(spec, infos, has_decay and base_decay != 0)
     buckets: dict[tuple, list[ParamInfo]] = {}
     options_of: dict[tuple, dict[str, Any]] = {}
     for info in infos:
@@ -216,7 +291,7 @@ def _plan_from_dict_groups(spec: OptimizerSpec, groups: list[Mapping[str, Any]])
     routes = spec.role_options("matrix") is not None
     for gi, group in enumerate(groups):
         params = group["params"]
-        infos, _ = _infos_from_params([params] if hasattr(params, "ndim") else params)
+        infos, _ = _infos_from_params([params] if hasattr(params, "ndim") else params, spec.roles)
         options = {k: v for k, v in group.items() if k != "params"}
         if routes and "role" in options:
             options = {**(spec.role_options(options["role"]) or {}), **options}

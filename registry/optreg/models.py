@@ -8,12 +8,15 @@ on realistic FQNs.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "TinyMLP", "TinyTransformer", "make_model"]
+__all__ = ["MODELS", "TinyMLP", "TinyTransformer", "make_model", "spec_model"]
 
 
 class TinyMLP(nn.Module):
@@ -78,14 +81,78 @@ MODELS: dict[str, Callable[[], nn.Module]] = {"mlp": TinyMLP, "transformer": Tin
 
 
 def make_model(name: str) -> nn.Module:
-    """A built-in model by name, or ``package.module:factory`` for your own (called with no arguments)."""
+    """A built-in model by name, or ``package.module:factory`` for your own (called with no arguments).
+
+    The module is imported as ``python -m`` would: the current directory comes first on the path, so
+    ``--model mymodels:mlp`` finds ``./mymodels.py``. Every problem (no such module or factory, a factory
+    that fails or returns no ``nn.Module``) is a ``ValueError`` that says what to fix.
+    """
     if name in MODELS:
         return MODELS[name]()
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+    if ":" not in name:
+        raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or module:factory "
+                         "(a function returning an nn.Module, e.g. mymodels:build for ./mymodels.py)")
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model {name!r} must be module:factory, e.g. mymodels:build")
+    module = _import_model_module(module_name, name)
+    factory = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+            raise ValueError(
+                f"model {name!r}: module {module_name!r} ({getattr(module, '__file__', None) or 'built-in'}) has no "
+                f"{attr!r}; its callables: {', '.join(public) or '(none)'}"
+            )
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"model {name!r}: {attr!r} is a {type(factory).__name__}, not a function returning a model")
+    try:
         model = factory()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"{name} returned {type(model).__name__}, not an nn.Module")
-        return model
-    raise ValueError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or package.module:factory")
+    except Exception as exc:  # noqa: BLE001 - the user's code: its error, said in one line
+        raise ValueError(f"model {name!r}: calling {attr}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r}: {attr}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _import_model_module(module_name: str, name: str) -> Any:
+    """Import ``module_name`` with the current directory first on ``sys.path`` (as ``python -m`` has it)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ValueError(
+                f"model {name!r}: no module named {exc.name!r} in the current directory ({cwd}) or the installed "
+                f"packages; run from the directory that holds {module_name.replace('.', '/')}.py, or install it"
+            ) from None
+        raise ValueError(f"model {name!r}: importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module: its error, said in one line
+        raise ValueError(f"model {name!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def spec_model(spec: Any, name: str | None = None) -> tuple[nn.Module, str]:
+    """The model to build ``spec`` against, and what it is: ``name`` when given (``--model``), else the model a
+    plugin table of the spec trains (``[train] task``: a table with ``make_model()``), else the transformer.
+
+    ``optreg validate``, ``optreg groups`` and ``optreg lr`` all take this rule, so they show what a run
+    would build.
+    """
+    if name is not None:
+        return make_model(name), name
+    for table_name in sorted({*spec.tables, *spec.table_classes}):
+        table = getattr(spec, table_name)
+        make = getattr(table, "make_model", None)
+        if callable(make):
+            model = make()
+            if isinstance(model, nn.Module):
+                task = getattr(table, "task", None)
+                return model, f"the model of [{table_name}]" + (f" task {task!r}" if task else "")
+    return make_model("transformer"), "transformer (the spec names no model)"

@@ -346,7 +346,7 @@ class Registry:
         return self._owners[(kind, name)]
 
     def unknown_name_message(self, kind: str, name: str) -> str:
-        from optreg.convert import did_you_mean
+        from optreg.suggest import COMMON_NAMES, did_you_mean
 
         base = name.partition(":")[2] if ":" in name else name
         clash = self.clashes(kind).get(base)
@@ -359,7 +359,8 @@ class Registry:
                 f"it is provided by {', '.join(repr(q) for q in qualifiers)}"
             )
         known = self.names(kind) + sorted(self._aliases[kind])
-        msg = f"unknown {kind} type {name!r}{did_you_mean(name, known)}; registered: {', '.join(self.names(kind))}"
+        hint = did_you_mean(name, known, COMMON_NAMES.get(kind))
+        msg = f"unknown {kind} type {name!r}{hint}; registered: {', '.join(self.names(kind))}"
         failed = [p for p in self.plugins if p.error]
         if failed:
             msg += "; plugins that failed to load: " + ", ".join(f"{p.name} ({p.label}): {p.error}" for p in failed)

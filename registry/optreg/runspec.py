@@ -122,3 +122,30 @@ class RunSpec:
         except SpecError as exc:
             raise exc.in_table("scheduler", self.source) from None
         return Built(optimizer=optimizer, scheduler=scheduler, strategy=strategy, model=model)
+
+    def build_in_process(self, model: nn.Module, *, t_max: int | None = None) -> Built:
+        """Build the optimizer and the schedule on ``model`` in this process, leaving the parallelism strategy
+        out (a distributed spec is checked without launching it).
+
+        What ``optreg validate``, ``groups`` and ``lr`` do: every error a run would give before it needs data
+        (a glob that matches no parameter, an option that does not fit a parameter's shape, a warmup longer
+        than the run) is a :class:`SpecError` with the file and the field's path.
+        """
+        from optreg.builtins import SingleProcess
+
+        context = BuildContext(model=model)
+        try:
+            optimizer = self.optimizer.build(model, context=context)
+        except SpecError as exc:
+            raise exc.in_table("optimizer", self.source) from None
+        except (ValueError, TypeError) as exc:  # an optimizer's own check of its options against the model
+            raise SpecError(
+                f"the optimizer does not build on this model: {exc}", path="$.optimizer", file=self.source
+            ) from None
+        if t_max is None:
+            t_max = self.scheduler.t_max or self.run_length(self.scheduler.units)
+        try:
+            scheduler = self.scheduler.build(optimizer, t_max=t_max)
+        except SpecError as exc:
+            raise exc.in_table("scheduler", self.source) from None
+        return Built(optimizer=optimizer, scheduler=scheduler, strategy=SingleProcess().create(), model=model)

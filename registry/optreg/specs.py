@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BuildContext",
+    "FieldTypeError",
     "FieldValueError",
     "FieldValueErrors",
     "GroupOverride",
@@ -43,12 +44,30 @@ NoDecayCategory = Literal["bias", "norm", "embedding", "head", "vector", "matrix
 
 
 class FieldValueError(ValueError):
-    """A validator rejected a field; ``field`` is its name, ``index`` an optional element index."""
+    """A validator rejected a field; ``field`` is its name, ``index`` an optional element index.
+
+    ``message`` says what is wrong; ``str()`` names the field too (``lr: must be >= 0, got -1.0``), so an
+    error raised while building a spec in Python says which option it is about.
+    """
 
     def __init__(self, field: str, message: str, index: int | str | None = None) -> None:
         self.field = field
         self.index = index
+        self.message = message
         super().__init__(message)
+
+    def __str__(self) -> str:
+        where = self.field + (f"[{self.index}]" if isinstance(self.index, int) else "")
+        if isinstance(self.index, str):
+            where += f"[{self.index!r}]"
+        return f"{where}: {self.message}"
+
+    def __reduce__(self):  # keep pickling working with the extra constructor arguments
+        return (type(self), (self.field, self.message, self.index))
+
+
+class FieldTypeError(FieldValueError, TypeError):
+    """A field got a value of the wrong type (``AdamWSpec(lr="1e-3")``): a ``TypeError`` and a ``FieldValueError``."""
 
 
 class FieldValueErrors(ValueError):
@@ -56,7 +75,7 @@ class FieldValueErrors(ValueError):
 
     def __init__(self, errors: list[FieldValueError]) -> None:
         self.errors = list(errors)
-        super().__init__("; ".join(f"{e.field}: {e}" for e in self.errors))
+        super().__init__("; ".join(str(e) for e in self.errors))
 
 
 def describe_bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
@@ -152,8 +171,24 @@ def spec_fields(cls: type) -> tuple[attrs.Attribute, ...]:
     return tuple(f for f in attrs.fields(cls) if not f.metadata.get("internal"))
 
 
+class _SpecMeta(type):
+    """Checks the type of every option a spec class is called with, before its validators run.
+
+    TOML goes through the strict converter; this gives specs built in Python
+    (``AdamWSpec(lr="1e-3")``, ``attrs.evolve(spec, ...)``) the same rules: a :class:`FieldTypeError`
+    naming the field instead of a failure at the first step. Lists given for tuple fields become tuples.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            from optreg.typecheck import check_options
+
+            kwargs = check_options(cls, kwargs)
+        return super().__call__(*args, **kwargs)
+
+
 @attrs.frozen(kw_only=True)
-class Spec:
+class Spec(metaclass=_SpecMeta):
     """Common base of every registered spec class.
 
     Class attributes a plugin sets: ``TYPE`` (lower snake case, required),
@@ -272,7 +307,43 @@ class OptimizerSpec(Spec):
         groups = build_param_groups(self, model_or_params)
         if isinstance(model_or_params, _module_type()) and context.model is None:
             context = attrs.evolve(context, model=model_or_params)
-        return self.create(groups, context)
+        try:
+            return self.create(groups, context)
+        except (FieldValueError, FieldValueErrors) as exc:  # an option that does not fit the model's parameters
+            raise self.option_error(exc) from None
+
+    def option_error(self, exc: FieldValueError | FieldValueErrors) -> Exception:
+        """A :class:`~optreg.SpecError` at the path of the option an optimizer rejected while it was built
+        (``$.split_sizes``, or ``$.group_overrides[0].split_sizes`` when only an override sets it)."""
+        from optreg.errors import SpecError, format_path
+
+        problems = exc.errors if isinstance(exc, FieldValueErrors) else [exc]
+        errors = []
+        for problem in problems:
+            index = (problem.index,) if problem.index is not None else ()
+            errors.append((format_path((*self.option_path(problem.field), *index)), problem.message))
+        return SpecError(errors[0][1], path=errors[0][0], errors=errors)
+
+    def option_path(self, name: str) -> tuple[str | int, ...]:
+        """Where option ``name`` is set in this table: through ``inner`` for a wrapper's optimizer, or the
+        first group override that sets it when the table itself keeps the default."""
+        target: OptimizerSpec = self
+        prefix: tuple[str | int, ...] = ()
+        common = {f.name for f in spec_fields(OptimizerSpec)}
+        while isinstance(target, WrapperSpec) and name not in {f.name for f in spec_fields(type(target))} - common:
+            prefix += ("inner",)
+            target = target.inner
+        fields = {f.name: f for f in spec_fields(type(target))}
+        if name not in fields:
+            return (*prefix, name)
+        f = fields[name]
+        default = f.default
+        if isinstance(default, attrs.Factory) and not default.takes_self:  # type: ignore[arg-type]
+            default = default.factory()
+        setters = [i for i, o in enumerate(self.group_overrides) if name in o.options]
+        if setters and getattr(target, name) == default:
+            return ("group_overrides", setters[0], name)
+        return (*prefix, name)
 
 
 def _module_type() -> type:

@@ -78,7 +78,7 @@ def test_show(capsys):
     code, out, _ = run(capsys, "show", "sgd")
     assert code == 0 and "momentum" in out
     code, _, err = run(capsys, "show", "sgdd")
-    assert code == 2 and "did you mean 'sgd'" in err
+    assert code == 2 and "did you mean the optimizer 'sgd'" in err
 
 
 def test_schema_validates_good_specs_and_rejects_bad_ones(capsys, tmp_path):

@@ -60,7 +60,9 @@ def _reference(name: str, params, kwargs):
 def _run_both(spec, ref_name, ref_kwargs, *, lr_lambda=None):
     data = batches()
     ours_model, ref_model = small_model(), small_model()
-    ours = optreg.build_optimizer(spec, list(ours_model.parameters()))
+    # torch's semantics, as the reference: plain tensors, every one decayed (optreg's default
+    # no_decay would leave the 1-D ones undecayed)
+    ours = optreg.build_optimizer({**spec, "no_decay": []}, list(ours_model.parameters()))
     ours_d: list[float] = []
     ref_d: list[float] = []
     with contextlib.redirect_stdout(io.StringIO()):  # the references print their settings
@@ -118,7 +120,9 @@ def test_dog_matches_the_authors_package(spec, ref_kwargs):
     dog = pytest.importorskip("dog", reason="parity needs the test extra (dog-optimizer)")
     data = batches()
     ours_model, ref_model = small_model(), small_model()
-    ours = optreg.build_optimizer(spec, list(ours_model.parameters()))
+    # torch's semantics, as the reference: plain tensors, every one decayed (optreg's default
+    # no_decay would leave the 1-D ones undecayed)
+    ours = optreg.build_optimizer({**spec, "no_decay": []}, list(ours_model.parameters()))
     reference = dog.DoG(ref_model.parameters(), **ref_kwargs)
     assert_histories_close(train(ours_model, ours, data), train(ref_model, reference, data), rtol=1e-4, atol=1e-6)
     assert ours.eta == pytest.approx(float(reference.param_groups[0]["eta"][0]), rel=1e-4)

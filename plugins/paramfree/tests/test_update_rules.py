@@ -43,7 +43,9 @@ def run_rule(rule, *, seed: int = 0) -> list[list[torch.Tensor]]:
 
 def run_optimizer(spec) -> list[list[torch.Tensor]]:
     model = small_model()
-    optimizer = optreg.build_optimizer(spec, list(model.parameters()))
+    # torch's semantics, as the reference: plain tensors, every one decayed (optreg's default
+    # no_decay would leave the 1-D ones undecayed)
+    optimizer = optreg.build_optimizer({**spec, "no_decay": []}, list(model.parameters()))
     return train(model, optimizer, batches(), with_closure=True)
 
 

@@ -52,7 +52,9 @@ CASES = [
 def test_params_and_eval_params_match_the_reference(spec, make_reference):
     data = batches()
     ours_model, ref_model = small_model(), small_model()
-    ours = optreg.build_optimizer(spec, list(ours_model.parameters()))
+    # torch's semantics, as the reference: plain tensors, every one decayed (optreg's default
+    # no_decay would leave the 1-D ones undecayed)
+    ours = optreg.build_optimizer({**spec, "no_decay": []}, list(ours_model.parameters()))
     reference = make_reference(ref_model.parameters())
     reference.train()  # the reference starts in eval mode; ours starts in train mode
     ours_hist = train(ours_model, ours, data)

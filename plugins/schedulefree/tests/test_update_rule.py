@@ -99,7 +99,9 @@ def _stated_wrapper_rule(lr: float, beta: float, wd: float, r: float, power: flo
 
 def _run(spec: dict, steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     params = [torch.nn.Parameter(p) for p in _start()]
-    optimizer = optreg.build_optimizer(spec, params)
+    # torch's semantics, as the reference: plain tensors, every one decayed (optreg's default
+    # no_decay would leave the 1-D ones undecayed)
+    optimizer = optreg.build_optimizer({**spec, "no_decay": []}, params)
     for k in range(steps):
         for p, g in zip(params, _grads(k, [p.shape for p in params])):
             p.grad = g

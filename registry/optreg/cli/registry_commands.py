@@ -13,7 +13,14 @@ import optreg
 from optreg.cli.text import render_table
 from optreg.registry import KINDS, Registry, clash_message
 
-__all__ = ["register"]
+__all__ = ["MODEL_HELP", "register"]
+
+#: ``--model`` of validate, groups and lr: one rule for the model a spec is checked against.
+MODEL_HELP = (
+    "model to build the spec on: mlp, transformer, or module:factory (a function returning an nn.Module; the "
+    "module may be a file in the current directory, e.g. mymodels:build for ./mymodels.py). Default: the model "
+    "of the spec's [train] task, else transformer"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,8 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
 
-    p = subparsers.add_parser("validate", help="check spec files (exit 0 if all are valid, 2 otherwise)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = subparsers.add_parser(
+        "validate",
+        help="check spec files as a run would (exit 0 if all are valid, 2 otherwise)",
+        description="Check spec files: the TOML, every table and option, then build the optimizer and the "
+        "schedule on the spec's model (the model of its [train] task, or --model), so every error a run "
+        "would give before it reads data shows here, with the file and the field's path.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="spec files (TOML), e.g. specs/adamw_cosine.toml")
+    p.add_argument("--model", help=MODEL_HELP)
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser("schema", help="JSON Schema of the spec format (for editor validation of TOML)")
@@ -43,13 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_plugins)
 
-    p = subparsers.add_parser("groups", help="where every parameter of a model goes under a spec")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument(
-        "--model",
-        default="transformer",
-        help="built-in model (mlp, transformer) or package.module:factory (default: transformer)",
+    p = subparsers.add_parser(
+        "groups",
+        help="where every parameter of a model goes under a spec",
+        description="Show the param group, role, tags and options of every parameter of the spec's model "
+        "(the model of its [train] task, or --model) under the spec's optimizer.",
     )
+    p.add_argument("file", metavar="FILE", help="a spec file (TOML), e.g. specs/muon.toml")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_groups)
 
@@ -165,33 +180,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from optreg.schema import field_rows
+    from optreg.describe import describe
 
-    reg = _registry()
-    kinds = [args.kind] if args.kind else list(KINDS)
-    found = [(k, reg.lookup(k, args.name)) for k in kinds if reg.lookup(k, args.name) is not None]
-    if not found:
-        clashed = [k for k in kinds if args.name in reg.clashes(k)]
-        if args.kind or clashed:
-            raise LookupError(reg.unknown_name_message(args.kind or clashed[0], args.name))
-        raise LookupError(_unknown(reg, args.name))
-    out = []
-    for kind, cls in found:
-        info = reg.provider(kind, args.name if ":" in args.name else cls.TYPE)
-        out.append(
-            {
-                "kind": kind,
-                "name": cls.TYPE,
-                "aliases": sorted(a for a, t in reg.aliases(kind).items() if t == cls.TYPE),
-                "plugin": info.name,
-                "distribution": info.distribution,
-                "version": info.version,
-                "doc": inspect.cleandoc(cls.__doc__ or ""),
-                "paper": cls.PAPER,
-                "capabilities": sorted(getattr(cls, "CAPABILITIES", ())),
-                "fields": field_rows(cls),
-            }
-        )
+    out = describe(args.name, args.kind, registry=_registry())
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -222,26 +213,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unknown(reg: Registry, name: str) -> str:
-    from optreg.convert import did_you_mean
-
-    every = [n for k in KINDS for n in reg.names(k)]
-    return f"no optimizer, scheduler or strategy is named {name!r}{did_you_mean(name, every)}; run `optreg list`"
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
+    from optreg.models import spec_model
+
     reg = _registry()
     status = 0
     for file in args.files:
         try:
             spec = reg.load_spec(file)
+            model, described = spec_model(spec, args.model)
+            spec.build_in_process(model)
         except optreg.SpecError as exc:
             print(f"optreg: error: {exc}", file=sys.stderr)
             status = 2
             continue
         print(
             f"{file}: ok (optimizer {spec.optimizer.TYPE}, scheduler {spec.scheduler.TYPE}, "
-            f"parallelism {spec.parallelism.TYPE})"
+            f"parallelism {spec.parallelism.TYPE}; built on {described})"
         )
     return status
 
@@ -260,13 +248,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_groups(args: argparse.Namespace) -> int:
     from optreg.groups import plan_groups
-    from optreg.models import make_model
+    from optreg.models import spec_model
 
     reg = _registry()
     spec = reg.load_spec(args.file)
     # Groups come from parameter names, which no strategy changes: the model is used as is, so a distributed
     # spec is shown in one process without launching it.
-    model = make_model(args.model)
+    model, described = spec_model(spec, args.model)
     try:
         planned = plan_groups(spec.optimizer, model)
     except optreg.SpecError as exc:
@@ -296,7 +284,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
         for row in rows
     ]
     print(render_table(("parameter", "shape", "role", "tags", "group", "options"), table,
-                       title=f"{args.file}: {len(rows)} parameters in {len(planned)} groups ({spec.optimizer.TYPE})"))
+                       title=f"{args.file}: {len(rows)} parameters of {described} in {len(planned)} groups "
+                             f"({spec.optimizer.TYPE})"))
     return 0
 
 

@@ -19,6 +19,7 @@ import torch
 
 from optreg.optim import OptregOptimizer, check_betas, check_number, params_with_grads, refuse_complex
 from optreg.parallel import ROLES
+from optreg.specs import FieldValueError
 from optreg_muon.functional import _non_matrix
 
 __all__ = ["COMPLEX_REASON", "Orthogonal"]
@@ -171,7 +172,12 @@ class Orthogonal(OptregOptimizer):
                     f"{self.ALGORITHM} orthogonalizes matrices; a parameter of shape {tuple(p.shape)} "
                     f"belongs in a group with algorithm one of {_non_matrix.NON_MATRIX_ALGORITHMS}"
                 )
-            self._check_shape(p, options)
+            try:
+                self._check_shape(p, options)
+            except FieldValueError as exc:  # say which parameter does not fit
+                if isinstance(member, tuple):
+                    raise FieldValueError(exc.field, f"{member[0]}: {exc.message}", exc.index) from None
+                raise
         self._check_matrix_options(options)
 
     # -- for subclasses

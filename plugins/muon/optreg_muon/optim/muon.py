@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number, is_sharded
+from optreg.specs import FieldValueError
 from optreg_muon.functional import distributed as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
@@ -161,14 +162,23 @@ class Muon(Orthogonal):
         heads = int(group.get("num_heads") or 1)
         if not split_sizes and heads == 1:
             return
+        # FieldValueError (a ValueError) names the option, so a spec's error points at it ($.optimizer.split_sizes)
         if p.ndim > 2 and not group["flatten"]:
-            raise ValueError(f"split_sizes / num_heads need 2-D or flattened parameters, got shape {tuple(p.shape)}")
+            raise FieldValueError(
+                "flatten", f"split_sizes / num_heads need 2-D or flattened parameters, got shape {tuple(p.shape)}"
+            )
         rows = p.shape[0]
         sizes = split_sizes or (rows,)
         if sum(sizes) != rows:
-            raise ValueError(f"split_sizes {split_sizes} must add up to the {rows} rows of shape {tuple(p.shape)}")
+            raise FieldValueError(
+                "split_sizes",
+                f"{list(split_sizes)} must add up to the {rows} rows of shape {tuple(p.shape)}; split_sizes applies to "
+                "every matrix of its param group (set it in a group_overrides entry for the fused weights only)",
+            )
         if any(s % heads for s in sizes):
-            raise ValueError(f"each block of {sizes} rows must divide into num_heads={heads} equal heads")
+            raise FieldValueError(
+                "num_heads", f"each block of {sizes} rows must divide into num_heads={heads} equal heads"
+            )
 
     def _check_matrix_options(self, options: dict[str, Any]) -> None:
         if options.get("sharded_ns", "exact") not in SHARDED_NS:
