@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optreg
 from optreg.runspec import RunSpec
 
-__all__ = ["register"]
+__all__ = ["plain_warnings", "register"]
 
 #: Exit status of a run by how it ended.
 EXIT = {"finished": 0, "stopped": 0, "diverged": 1, "interrupted": 130}
@@ -38,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (default: runs/<spec name>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run whose checkpoint is in DIR")
     p.add_argument(
+        "--rewarm", action="store_true",
+        help="with --resume and more --steps: run the schedule again from its start (its warmup, then its decay) "
+        "over the steps left; without it the LR carries on from where the run was and never jumps up",
+    )
+    p.add_argument(
         "--stop-after", type=int, metavar="N",
         help="stop with a checkpoint once N steps are done (the schedule still spans [train].steps)",
     )
@@ -59,6 +68,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default="runs/compare", help="output directory (default: runs/compare)")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
+
+
+@contextlib.contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Show the warnings of a command as ``optreg: warning: <message>`` lines on stderr, each message once.
+
+    A warning such as "schedule 'cosine' drives ScheduleFreeAdamW: ..." is meant for the user; Python's
+    own format adds the file and the line of code that warned, which mean nothing to them.
+    """
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"optreg: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)  # repeats are dropped above, by their text
+        warnings.showwarning = show
+        yield
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,6 +257,11 @@ def _end_distributed() -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    with plain_warnings():
+        return _train_warned(args)
+
+
+def _train_warned(args: argparse.Namespace) -> int:
     import os
 
     console = _setup(args)
@@ -238,15 +274,10 @@ def _train(args: argparse.Namespace) -> int:
 
     launcher = args.nproc is not None and "RANK" not in os.environ  # starts the ranks, which print the notes
     if args.resume is not None:
-        spec, out = _resume_spec(args)
-        saved_steps = optreg.load_spec(out / "spec.toml").train.steps
-        stretched = spec.train.steps != saved_steps and spec.scheduler.needs_t_max() and spec.scheduler.t_max is None
-        if stretched and not launcher:
-            console.print(
-                f"[yellow]note:[/yellow] the run length changes from {saved_steps} to {spec.train.steps} steps, "
-                f"so the {spec.scheduler.TYPE} schedule is stretched to the new length from here on"
-            )
+        spec, out = _resume_spec(args)  # what happens to the LR when --steps changes is said once the run is loaded
     else:
+        if args.rewarm:
+            raise ValueError("--rewarm restarts the schedule of a resumed run: use it with --resume DIR --steps N")
         if args.spec is None:
             raise ValueError("give a SPEC file to train (or --resume DIR)")
         spec = apply_train_overrides(optreg.load_spec(args.spec), _overrides(args))
@@ -256,36 +287,44 @@ def _train(args: argparse.Namespace) -> int:
     if launcher:
         return _launch(args, spec, out)
     verb = "resuming" if args.resume else "training"
-    console.print(
+    header = (  # train_run prints it once the spec builds (plain text: a path is never markup, never wrapped)
         f"{verb} {spec.source or 'spec'}: optimizer {spec.optimizer.TYPE}, schedule {spec.scheduler.TYPE}, "
         f"task {spec.train.task}, {spec.train.steps} steps -> {out}"
     )
     result = train_run(
         spec, out, resume=args.resume is not None, stop_after=args.stop_after, overwrite=args.overwrite,
         name=Path(spec.source).stem if spec.source and not args.resume else out.name, console=console,
-        show_progress=not args.no_progress, plots=not args.no_plots,
+        show_progress=not args.no_progress, plots=not args.no_plots, rewarm=args.rewarm, header=header,
     )
+    from rich.markup import escape
+
     console.print(summary_table(result))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     nproc = f" --nproc {world}" if world > 1 else ""  # the resumed run may use another count (its global batch changes)
     if result.status == "interrupted":
         console.print(
             f"[yellow]interrupted at step {result.step}:[/yellow] checkpoint saved; continue with "
-            f"`optreg train --resume {out}{nproc}`"
+            f"`optreg train --resume {escape(str(out))}{nproc}`"
         )
     elif result.status == "stopped":
         console.print(
-            f"stopped at step {result.step} of {result.steps}; continue with `optreg train --resume {out}{nproc}`"
+            f"stopped at step {result.step} of {result.steps}; continue with "
+            f"`optreg train --resume {escape(str(out))}{nproc}`"
         )
     elif result.status == "diverged":
         console.print(
             f"[red]the loss became non-finite at step {result.step}[/red]; the last checkpoint "
-            f"(if any) in {out} holds the last good state"
+            f"(if any) in {escape(str(out))} holds the last good state"
         )
     return EXIT[result.status]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    with plain_warnings():
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
     console = _setup(args)
     from optreg_train.compare import compare_specs
 

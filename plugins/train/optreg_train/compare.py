@@ -72,7 +72,7 @@ def compare_specs(
             f"those of {escape(names[0])} (same task, seed, data and order)"
         )
     console.print(
-        f"comparing {len(specs)} specs: {common.steps} steps of {common.task}, batch {common.batch_size}, "
+        f"comparing {len(specs)} specs: {common.steps} steps of {common.task}, {common.batch_label}, "
         f"seed {common.seed}\ndata: {escape(task.source)}"
     )
     results: list[RunResult] = []

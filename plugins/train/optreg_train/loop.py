@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import optreg
@@ -42,6 +43,7 @@ from optreg.errors import SpecError
 from optreg.optim import give_loss, reduced
 from optreg.parallel import ParallelismStrategy, initialize_state
 from optreg.runspec import RunSpec
+from optreg.scheduling import ScheduledLR
 from optreg_train.checkpoint import (
     CHECKPOINT,
     DISTRIBUTED_CHECKPOINT,
@@ -49,8 +51,11 @@ from optreg_train.checkpoint import (
     newest_checkpoint,
     save_run_state,
 )
+from optreg_train.effective import effective_lrs
+from optreg_train.extension import ExtendedSchedule, Extension, describe_extension
 from optreg_train.metrics import PeakMemory, json_number, mean_last, optimizer_state_bytes, read_metrics
 from optreg_train.results import TRAIN_LOSS_WINDOW, RunResult, Status
+from optreg_train.specs import FLOAT16_ON_CPU
 from optreg_train.tasks import Task, load_task
 
 __all__ = ["RunDirError", "RunResult", "make_progress", "preflight", "prepare_run", "resolve_device", "train_run"]
@@ -63,12 +68,26 @@ class RunDirError(ValueError):
 
 
 
-def resolve_device(name: str) -> torch.device:
+#: Devices where ``autocast = "float16"`` runs (with a GradScaler); elsewhere it is a spec error.
+FLOAT16_DEVICES: tuple[str, ...] = ("cuda",)
+
+
+def resolve_device(name: str, file: str | None = None) -> torch.device:
+    """The device of ``[train] device`` (``auto``: CUDA when available); a SpecError naming ``file`` if absent."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SpecError("device 'cuda' asked for, but CUDA is not available here", path="$.train.device")
+        raise SpecError("device 'cuda' asked for, but CUDA is not available here (use \"auto\" or \"cpu\")",
+                        path="$.train.device", file=file)
     return torch.device(name)
+
+
+def _autocast(spec: RunSpec, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The forward passes' ``torch.autocast`` of ``[train] autocast`` (nothing without it)."""
+    dtype = spec.train.autocast
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
 
 def make_progress(console: Console | None = None) -> Progress:
@@ -176,12 +195,16 @@ class PreparedRun:
     scheduler: Any
     data_gen: torch.Generator
     strategy: Any = None
+    #: ``torch.amp.GradScaler`` of ``autocast = "float16"`` (None otherwise).
+    scaler: Any = None
 
 
 def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     """Load the task and build model, optimizer and scheduler (SpecErrors surface here, before training)."""
     train = spec.train
-    device = resolve_device(train.device)
+    device = resolve_device(train.device, spec.source)
+    if train.autocast == "float16" and device.type not in FLOAT16_DEVICES:
+        raise SpecError(FLOAT16_ON_CPU, path="$.train.autocast", file=spec.source)
     task = task or load_task(train, file=spec.source)
     torch.manual_seed(train.seed)
     model = task.make_model().to(device)
@@ -191,7 +214,9 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     if _has_mode_switch(built.optimizer):
         built.optimizer.train()
     data_gen = torch.Generator().manual_seed(train.seed)
-    return PreparedRun(spec, task, device, built.model, built.optimizer, built.scheduler, data_gen, built.strategy)
+    scaler = torch.amp.GradScaler(device.type) if train.autocast == "float16" else None
+    return PreparedRun(spec, task, device, built.model, built.optimizer, built.scheduler, data_gen, built.strategy,
+                       scaler)
 
 
 def _check_launch(spec: RunSpec) -> None:
@@ -224,12 +249,9 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
         raise SpecError(f"the spec does not build: {exc}", path="$", file=spec.source) from None
     gen = torch.Generator().manual_seed(spec.train.seed + 1)
     try:
-        inputs, targets = _local_batch(run, gen)
-        loss = run.task.loss(run.model, inputs, targets)
-        loss.backward()
-        detached = run.strategy.average_over_data_parallel(loss.detach()) if run.strategy else loss.detach()
-        give_loss(run.optimizer, detached)
-        run.optimizer.step(lambda: detached)
+        loss = _forward_backward(run, gen)
+        detached = run.strategy.average_over_data_parallel(loss) if run.strategy else loss
+        _optimizer_step(run, detached)
         if spec.scheduler.units == "tokens":
             run.scheduler.step(tokens=_global_tokens_per_step(run))
         else:
@@ -247,16 +269,60 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
 
 
 def _local_batch(run: PreparedRun, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's slice of the global batch (``batch_size`` x data-parallel ranks rows, drawn alike on every
-    rank): the batches of one process training with that global batch, in the same order."""
+    """This rank's rows of one step's global batch, micro-batch after micro-batch.
+
+    A step draws ``batch_size`` x data-parallel ranks x ``grad_accum_steps`` rows, alike on every rank
+    (the batch of one process training with ``batch_size`` x ranks x accumulation rows, in the same
+    order); micro-batch ``i`` is the ``i``-th run of ``batch_size`` x ranks of them, and each rank
+    takes its ``batch_size`` rows of every micro-batch.
+    """
     strategy = run.strategy
     size = strategy.data_parallel_size if strategy is not None else 1
+    rows, accum = run.spec.train.batch_size, run.spec.train.grad_accum_steps
+    inputs, targets = run.task.train_batch(gen, run.device, rows * size * accum)
     if size == 1:
-        return run.task.train_batch(gen, run.device)
-    rows = run.spec.train.batch_size
-    inputs, targets = run.task.train_batch(gen, run.device, rows * size)
+        return inputs, targets
     start = strategy.data_parallel_rank * rows
-    return inputs[start:start + rows], targets[start:start + rows]
+    take = torch.cat([torch.arange(i * rows * size + start, i * rows * size + start + rows) for i in range(accum)])
+    take = take.to(inputs.device)
+    return inputs[take], targets[take]
+
+
+def _forward_backward(run: PreparedRun, gen: torch.Generator) -> torch.Tensor:
+    """Forward and backward over one step's micro-batches; returns this rank's mean loss (detached).
+
+    Each micro-batch's loss is divided by ``grad_accum_steps`` before its backward, so the summed
+    gradients are those of the mean loss over the whole step's batch (equal-sized micro-batches):
+    the step of one batch of ``batch_size x grad_accum_steps`` rows. Under ``autocast = "float16"`` the
+    losses are scaled by the run's GradScaler.
+    """
+    accum = run.spec.train.grad_accum_steps
+    inputs, targets = _local_batch(run, gen)
+    total = torch.zeros((), device=run.device)
+    for x, y in zip(inputs.chunk(accum), targets.chunk(accum), strict=True):
+        with _autocast(run.spec, run.device):
+            loss = run.task.loss(run.model, x, y)
+        part = loss.float() / accum
+        (run.scaler.scale(part) if run.scaler is not None else part).backward()
+        total += part.detach()
+    return total
+
+
+def _optimizer_step(run: PreparedRun, loss: torch.Tensor, grad_clip: float | None = None) -> None:
+    """Clip (the unscaled gradients, under a GradScaler), hand the loss over, step; the scaler's update after."""
+    optimizer, scaler = run.optimizer, run.scaler
+    norm = None
+    if grad_clip is not None:  # skip-step judges the norm before clipping
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        norm = reduced(torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip))
+    give_loss(optimizer, loss, grad_norm=norm)  # optimizers that take the loss, through wrappers
+    if scaler is None:
+        optimizer.step(lambda: loss)
+        return
+    # GradScaler refuses a closure keyword: the closure (returning the known loss) goes positionally.
+    scaler.step(optimizer, lambda: loss)
+    scaler.update()
 
 
 def _global_tokens_per_step(run: PreparedRun) -> int:
@@ -271,6 +337,89 @@ def _resolved(spec: RunSpec) -> RunSpec:
         return spec
     data = str(Path(spec.train.data).expanduser().resolve())
     return spec.with_table("train", attrs.evolve(spec.train, data=data))
+
+
+def _extend_schedule(spec: RunSpec, out: Path, scheduler: Any, ckpt: dict[str, Any], console: Console, *,
+                     rewarm: bool) -> list[Extension]:
+    """Fit the schedule of a resumed run to its new length without an LR jump (or restart it with ``rewarm``).
+
+    Called with the checkpoint loaded but before the scheduler's state: sets ``scheduler.schedule`` to the
+    run's :class:`ExtendedSchedule` (its earlier extensions and, when the length changed now, a new one),
+    prints what happens to the LR, and returns the extensions to save in the next checkpoints. Only a
+    schedule whose shape comes from the run's length (no ``t_max`` of its own) is fitted; a warmup
+    counted in steps stays where it is.
+    """
+    extensions = [Extension.from_dict(e) for e in ckpt.get("lr_extensions", [])]
+    if not isinstance(scheduler, ScheduledLR):
+        if rewarm:
+            raise ValueError(f"--rewarm needs a schedule optreg evaluates; {type(scheduler).__name__} is not one")
+        return extensions
+    base = scheduler.schedule
+    known = len(extensions)
+    now = scheduler.t_max
+    before = ckpt["schedule_t_max"] if "schedule_t_max" in ckpt else _horizon_of(out, base, ckpt)
+    at = ckpt["scheduler"].get("current", 0)
+    step = int(ckpt["step"])
+    if rewarm:
+        if spec.train.steps <= step:
+            raise ValueError(f"--rewarm needs steps to train: the run is at step {step} of {spec.train.steps}; "
+                             "ask for more with --steps")
+        extensions.append(Extension(at=at, before=before, after=now, rewarm=True))
+    elif base.t_max is None and base.needs_t_max() and before is not None and now != before:
+        extensions.append(Extension(at=at, before=before, after=now))
+    if not extensions:
+        return extensions
+    scheduler.schedule = ExtendedSchedule(base, extensions[0].before, extensions)
+    if len(extensions) > known:
+        initial = float(scheduler.base_lrs[_main_group(scheduler.optimizer)])
+        end = now if now is not None else at
+        curve = [scheduler.schedule.get_lr(initial, at + (end - at) * i / 64, now) for i in range(65)]
+        saved = _saved_steps(out)
+        note = describe_extension(
+            base.TYPE, step, saved if saved is not None else step, spec.train.steps,
+            lr_now=curve[0], lr_final=curve[-1], rewarm=rewarm, peak=max(curve),
+        )
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    return extensions
+
+
+def _main_group(optimizer: torch.optim.Optimizer) -> int:
+    """The index of the param group with the most parameters (its LR is the one shown and plotted)."""
+    sizes = [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups]
+    return max(range(len(sizes)), key=sizes.__getitem__)
+
+
+def _saved_steps(out: Path) -> int | None:
+    """``[train] steps`` of the run as it was saved (before this resume's ``--steps``)."""
+    try:
+        return optreg.load_spec(out / "spec.toml").train.steps
+    except (OSError, SpecError):
+        return None
+
+
+def _horizon_of(out: Path, schedule: Any, ckpt: dict[str, Any]) -> float | None:
+    """The schedule's length in the run as saved, for a checkpoint that does not hold it (written before
+    optreg kept it): the saved spec's run length, in the schedule's units."""
+    if schedule.t_max is not None or not schedule.needs_t_max():
+        return schedule.t_max
+    try:
+        saved = optreg.load_spec(out / "spec.toml")
+    except (OSError, SpecError):
+        return None
+    return saved.train.run_length(schedule.units, int(ckpt.get("data_parallel_size", 1)))
+
+
+def _last(history: list[dict[str, Any]], key: str) -> Any:
+    """The last value of ``key`` in the records (None when no record has it)."""
+    return next((r[key] for r in reversed(history) if key in r), None)
+
+
+def _effective_range(history: list[dict[str, Any]]) -> dict[str, float] | None:
+    """First, peak and last effective LR of the main param group (None when the optimizer reports none)."""
+    values = [r["effective_lr"] for r in history if r.get("effective_lr") is not None]
+    if not values:
+        return None
+    return {"first": values[0], "peak": max(values), "last": values[-1]}
 
 
 def _warn_on_new_global_batch(console: Console, meta: dict[str, Any], strategy: Any, batch_size: int) -> None:
@@ -308,12 +457,18 @@ def train_run(
     show_progress: bool = True,
     plots: bool = True,
     prepared: PreparedRun | None = None,
+    rewarm: bool = False,
+    header: str | None = None,
 ) -> RunResult:
     """Train ``spec`` into ``out``; with ``resume`` continue the run whose checkpoint is in ``out``.
 
     ``stop_after`` stops (with a checkpoint) once that many steps are done in
     total; the schedule still spans ``spec.train.steps``. Ctrl-C stops after the
-    current step with a checkpoint (status ``interrupted``).
+    current step with a checkpoint (status ``interrupted``). A resumed run whose
+    ``steps`` changed carries its LR on from where it was (the rest of the schedule
+    stretched over the new remainder: :mod:`optreg_train.extension`), or, with
+    ``rewarm``, starts the schedule again over the new remainder. ``header`` (a line saying what runs) is
+    printed once the spec has built and stepped (a resumed run: once its checkpoint fits), never above an error.
     """
     out = Path(out)
     spec = _resolved(spec)
@@ -325,6 +480,8 @@ def train_run(
         task = load_task(spec.train, file=spec.source)
         preflight(spec, task)
         prepared = prepare_run(spec, task)
+    if header and not resume:  # printed once the spec is known to build and step: no header above an error
+        console.print(header, markup=False, highlight=False, soft_wrap=True)
     run = prepared
     task, model, optimizer, scheduler = run.task, run.model, run.optimizer, run.scheduler
     strategy = run.strategy if run.strategy is not None else ParallelismStrategy()
@@ -346,6 +503,9 @@ def train_run(
     elapsed = 0.0
     skipped_total = 0
     history: list[dict[str, Any]] = []
+    extensions: list[Extension] = []
+    if rewarm and not resume:
+        raise ValueError("rewarm restarts the schedule of a resumed run: use it with --resume")
     if resume:
         newest = newest_checkpoint(out)
         if newest is None:
@@ -360,13 +520,18 @@ def train_run(
             raise RunDirError(
                 f"the run in {out} is already at step {meta['step']}; ask for at least that many steps"
             )
+        if header:
+            console.print(header, markup=False, highlight=False, soft_wrap=True)
         _warn_on_new_global_batch(console, meta, strategy, train.batch_size)
         switch = _has_mode_switch(optimizer)
         initialize_state(optimizer)  # the state's layout to load into, made while in training mode
         if switch:
             optimizer.eval()  # the checkpoint holds evaluation-mode parameters and state
         ckpt = load_run_state(out, model, optimizer, strategy)
+        extensions = _extend_schedule(spec, out, scheduler, ckpt, console, rewarm=rewarm)
         scheduler.load_state_dict(ckpt["scheduler"])
+        if run.scaler is not None and "grad_scaler" in ckpt:
+            run.scaler.load_state_dict(ckpt["grad_scaler"])
         if switch:
             optimizer.train()  # back to the training parameters, as in an unbroken run
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -385,20 +550,20 @@ def train_run(
     skip_flag = _skipped_flag(optimizer)
     counts_skips = skip_flag is not None
     group_names = [str(g.get("group_name", f"group {i}")) for i, g in enumerate(optimizer.param_groups)]
-    # The LR shown and plotted is the one of the param group with the most parameters.
-    sizes = [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups]
-    main_group = max(range(len(sizes)), key=sizes.__getitem__)
+    main_group = _main_group(optimizer)  # the LR shown and plotted
     val_losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
     status: Status = "finished"
 
-    def evaluate() -> float:
-        total, count = 0.0, 0
-        with torch.no_grad(), _eval_params(optimizer, model):
+    def evaluate() -> tuple[float, float | None]:
+        """The held-out loss, and the accuracy for a classification task (None otherwise)."""
+        total, count, correct = 0.0, 0, 0
+        with torch.no_grad(), _eval_params(optimizer, model), _autocast(spec, run.device):
             for inputs, targets in task.val_batches(run.device):
-                loss = task.loss(model, inputs, targets)
-                total += float(loss) * targets.numel()
+                loss_sum, right = task.eval_batch(model, inputs, targets)
+                total += loss_sum
                 count += targets.numel()
-        return total / count
+                correct += right or 0
+        return total / count, (correct / count if task.reports_accuracy else None)
 
     def checkpoint() -> None:
         rng = {"torch": torch.get_rng_state(), "data": run.data_gen.get_state()}
@@ -416,7 +581,11 @@ def train_run(
             "scheduler_type": spec.scheduler.TYPE,
             "world_size": strategy.world_size,
             "data_parallel_size": strategy.data_parallel_size,
+            "schedule_t_max": getattr(scheduler, "t_max", None),
+            "lr_extensions": [e.to_dict() for e in extensions],
         }
+        if run.scaler is not None:
+            meta["grad_scaler"] = run.scaler.state_dict()
         with _eval_params(optimizer, model):
             save_run_state(out, model, optimizer, strategy, meta)
 
@@ -425,7 +594,9 @@ def train_run(
         progress = make_progress(console)
     task_id = None
     if progress is not None:
-        task_id = progress.add_task(name, total=train.steps, completed=step, loss="-", val="-", lr="-", speed="")
+        task_id = progress.add_task(
+            escape(name), total=train.steps, completed=step, loss="-", val="-", lr="-", speed=""
+        )
     memory.reset()
     session_tokens, session_train_time = 0, 0.0
     if strategy.is_distributed:
@@ -443,18 +614,13 @@ def train_run(
         model.train()
         while step < end:
             started = time.perf_counter()
-            inputs, targets = _local_batch(run, run.data_gen)
             lrs = _lrs(optimizer)
             optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(model, inputs, targets)
-            loss.backward()
-            norm = None
-            if train.grad_clip is not None:  # skip-step judges the norm before clipping
-                norm = reduced(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip))
+            loss = _forward_backward(run, run.data_gen)
             # the global batch's loss (the mean over the data-parallel ranks' slices), on every rank alike
-            detached = strategy.average_over_data_parallel(loss.detach())
-            give_loss(optimizer, detached, grad_norm=norm)  # optimizers that take the loss, through wrappers
-            optimizer.step(lambda detached=detached: detached)
+            detached = strategy.average_over_data_parallel(loss)
+            _optimizer_step(run, detached, train.grad_clip)
+            effective = effective_lrs(optimizer)  # the step size the optimizer took, where it sets its own
             if scheduler_counts_tokens:
                 scheduler.step(tokens=tokens_per_step)
             else:
@@ -465,6 +631,10 @@ def train_run(
             record: dict[str, Any] = {"step": step, "loss": json_number(loss_value), "lr": lrs[main_group]}
             if len(set(lrs)) > 1:
                 record["lrs"] = lrs
+            if effective is not None:
+                record["effective_lr"] = json_number(effective[main_group])
+                if len(set(effective)) > 1:
+                    record["effective_lrs"] = [json_number(v) for v in effective]
             if counts_skips:
                 skipped = bool(_skipped_flag(optimizer))
                 skipped_total += skipped
@@ -477,8 +647,10 @@ def train_run(
             stopping = stop.agreed(strategy)  # read once (a later Ctrl-C is handled after the next step), by all ranks
             evaluation_step = step % train.eval_interval == 0 or step in (train.steps, end) or stopping
             if not diverged and evaluation_step:
-                val = evaluate()
+                val, accuracy = evaluate()
                 record["val_loss"] = json_number(val)
+                if accuracy is not None:
+                    record["val_accuracy"] = accuracy
                 val_losses.append(val)
                 diverged = not math.isfinite(val)
             elapsed += time.perf_counter() - started
@@ -500,7 +672,7 @@ def train_run(
                     completed=step,
                     loss=f"{loss_value:.3f}",
                     val=f"{val_losses[-1]:.3f}" if val_losses else "-",
-                    lr=f"{lrs[main_group]:.2e}",
+                    lr=f"{(effective or lrs)[main_group]:.2e}",
                     speed=f"{speed:,.0f} {unit_label}",
                 )
             if stopping:  # evaluated and checkpointed above
@@ -533,6 +705,8 @@ def train_run(
         data=f"{task.source} (sha256 {task.fingerprint})",
         history=history,
         group_names=group_names,
+        val_accuracy=_last(history, "val_accuracy") if status != "diverged" else None,
+        effective_lr=_effective_range(history),
     )
     if is_main:
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")

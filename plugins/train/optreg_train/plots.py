@@ -16,7 +16,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from optreg_train.results import RunResult
 
-__all__ = ["ema", "plot_compare", "plot_run", "plots_available"]
+__all__ = ["compare_lr_figure", "ema", "plot_compare", "plot_run", "plots_available", "run_lr_figure"]
 
 _warned = False
 
@@ -110,28 +110,55 @@ def plot_run(result: RunResult, *, console: Console | None = None) -> list[Path]
     plt.close(fig)
     written.append(path)
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    curves = _lr_curves(history, result.group_names)
-    for label, values in curves:
-        ax.plot(steps, values, linewidth=2, label=label)
-    _log_if_wide(ax, [v for _, vs in curves for v in vs])
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(f"{result.name}: {result.spec.scheduler.TYPE} schedule")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", title="param group" if len(curves) > 1 else None)
-    fig.tight_layout()
+    fig = run_lr_figure(result)
     path = result.out / "lr.png"
     fig.savefig(path)
-    plt.close(fig)
     written.append(path)
     return written
 
 
-def _lr_curves(history: list[dict[str, Any]], group_names: list[str]) -> list[tuple[str, list[float]]]:
-    """One curve per distinct LR sequence; groups that share one are named together."""
-    n_groups = max((len(r.get("lrs", [])) for r in history), default=0) or 1
-    per_group = [[r["lrs"][g] if "lrs" in r else r["lr"] for r in history] for g in range(n_groups)]
+def run_lr_figure(result: RunResult) -> Any:
+    """The ``lr.png`` of one run: the scheduled LR of every distinct param group and, where the optimizer
+    sets its own step size, its effective LR (dashed)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    steps = [r["step"] for r in result.history]
+    values: list[float] = []
+    scheduled = _lr_curves(result.history, result.group_names)
+    effective = _lr_curves(result.history, result.group_names, effective=True)
+    for i, (label, curve) in enumerate(scheduled):
+        ax.plot(steps, curve, color=f"C{i}", linewidth=2, label=f"{label} (scheduled)" if effective else label)
+        values += curve
+    for i, (label, curve) in enumerate(effective):
+        ax.plot(steps, curve, color=f"C{i}", linewidth=2, linestyle="--", label=f"{label} (effective)")
+        values += curve
+    _lr_axis(ax, values)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    spec = result.spec
+    ax.set_title(f"{result.name}: {spec.scheduler.TYPE} schedule"
+                 + (f" and {spec.optimizer.TYPE}'s own step size" if effective else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", title="param group" if len(scheduled) > 1 or effective else None)
+    return fig
+
+
+def _lr_curves(history: list[dict[str, Any]], group_names: list[str], *,
+               effective: bool = False) -> list[tuple[str, list[float]]]:
+    """One curve per distinct LR sequence (the effective LR's with ``effective``; none when the optimizer
+    reports none); groups that share one are named together."""
+    one, every = ("effective_lr", "effective_lrs") if effective else ("lr", "lrs")
+    if not any(one in r for r in history):
+        return []
+    n_groups = max(len(group_names), max((len(r.get(every, [])) for r in history), default=0), 1)
+
+    def value(record: dict[str, Any], g: int) -> float:
+        v = record[every][g] if every in record else record.get(one)
+        return math.nan if v is None else float(v)
+
+    per_group = [[value(r, g) for r in history] for g in range(n_groups)]
     names = group_names if len(group_names) == n_groups else [f"group {g}" for g in range(n_groups)]
     merged: dict[tuple[float, ...], list[str]] = {}
     for name, values in zip(names, per_group):
@@ -141,10 +168,20 @@ def _lr_curves(history: list[dict[str, Any]], group_names: list[str]) -> list[tu
     return [(", ".join(labels), list(values)) for values, labels in merged.items()]
 
 
-def _log_if_wide(ax: Any, values: list[float]) -> None:
-    positive = [v for v in values if v > 0 and math.isfinite(v)]
+def _lr_axis(ax: Any, values: list[float]) -> None:
+    """A log scale when the LRs span more than 30x, so small ones stay readable; with an LR of 0 among them
+    (a warmup's first step) a symmetric-log scale, linear below the smallest positive LR, so 0 stays on
+    the plot (a log scale drops it). A linear scale from 0 otherwise."""
+    finite = [v for v in values if math.isfinite(v)]
+    positive = [v for v in finite if v > 0]
     if positive and max(positive) / min(positive) > 30:
-        ax.set_yscale("log")
+        if any(v <= 0 for v in finite):
+            ax.set_yscale("symlog", linthresh=min(positive), linscale=0.5)
+            ax.set_ylim(bottom=0)
+        else:
+            ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
 
 
 #: Line styles cycled with the colours, so runs whose curves coincide stay visible.
@@ -196,24 +233,40 @@ def plot_compare(results: Sequence[RunResult], out: Path, *, console: Console | 
     plt.close(fig)
     written.append(path)
 
-    fig, ax = plt.subplots(figsize=(10, 4.8 + 0.3 * math.ceil(len(results) / 2)), dpi=110, layout="constrained")
-    all_values = []
-    for i, result in enumerate(results):
-        steps, lrs = _series(result.history, "lr")
-        all_values += lrs
-        ax.plot(steps, lrs, color=colors[i % len(colors)], linestyle=_STYLES[i % len(_STYLES)], linewidth=2,
-                label=_run_label(result))
-    _log_if_wide(ax, all_values)
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate (largest param group)")
-    ax.set_title("learning-rate schedules")
-    ax.grid(alpha=0.3)
-    _legend_below(fig, ax, min(len(results), 2))
+    fig = compare_lr_figure(results)
     path = out / "lr.png"
     fig.savefig(path)
-    plt.close(fig)
     written.append(path)
     return written
+
+
+def compare_lr_figure(results: Sequence[RunResult]) -> Any:
+    """The ``lr.png`` of a comparison: every run's LR per distinct param group (Muon's AdamW groups too), the
+    effective LR for optimizers that set their own step size (schedule-free warmup, Prodigy's ``d``)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    colors = colormaps["tab10"].colors
+    curves = []
+    for i, result in enumerate(results):
+        effective = _lr_curves(result.history, result.group_names, effective=True)
+        groups = effective or _lr_curves(result.history, result.group_names)
+        steps = [r["step"] for r in result.history]
+        for j, (group, values) in enumerate(groups):
+            label = _run_label(result) + (f": {group}" if len(groups) > 1 else "") + (" effective" if effective else "")
+            curves.append((i, j, steps, values, label))
+    fig = Figure(figsize=(10, 4.8 + 0.3 * math.ceil(len(curves) / 2)), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    for i, j, steps, values, label in curves:
+        ax.plot(steps, values, color=colors[i % len(colors)], linestyle=_STYLES[(i + j) % len(_STYLES)],
+                linewidth=2 if j == 0 else 1.3, label=label)
+    _lr_axis(ax, [v for *_, values, _ in curves for v in values])
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate (effective where the optimizer sets its own)")
+    ax.set_title("learning rates: every param group of every run")
+    ax.grid(alpha=0.3)
+    _legend_below(fig, ax, min(len(curves), 2))
+    return fig
 
 
 def _run_label(result: RunResult) -> str:

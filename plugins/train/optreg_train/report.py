@@ -1,20 +1,43 @@
-"""Rich tables: the summary of one run and the ranking of a comparison."""
+"""Rich tables: the summary of one run and the ranking of a comparison.
+
+Cells are rich markup (the status colours); every text that comes from the user (run names, paths) is
+escaped, so ``[draft]`` in a file name prints as written.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 from optreg_train.metrics import format_bytes
 from optreg_train.results import TRAIN_LOSS_WINDOW, RunResult
 
-__all__ = ["ranking_table", "rank", "summary_table"]
+__all__ = ["ranking_table", "rank", "schedule_cell", "summary_table"]
 
 
 def _loss(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:.4f}"
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def schedule_cell(result: RunResult, *, one_line: bool = False) -> str:
+    """The schedule's name and, where the optimizer sets its own step size (schedule-free warmup, Prodigy's
+    ``d``), the effective LR of the main param group: first, peak when it is above both ends, and last
+    (on lines of their own, for a narrow column, unless ``one_line``)."""
+    name = result.spec.scheduler.TYPE
+    eff = result.effective_lr
+    if not eff:
+        return name
+    first, peak, last = eff["first"], eff["peak"], eff["last"]
+    middle = f" → {peak:.2g}" if peak > 1.05 * max(first, last) else ""
+    effective = f"{first:.2g}{middle} → {last:.2g}"
+    return f"{name} (effective lr {effective})" if one_line else f"{name}\neffective lr\n{effective}"
 
 
 def _status(result: RunResult) -> str:
@@ -28,17 +51,18 @@ def _status(result: RunResult) -> str:
 def summary_table(result: RunResult) -> Table:
     """Final train/val loss, wall time, throughput, peak memory and optimizer state bytes of one run."""
     spec = result.spec
-    table = Table(title=f"summary: {result.name}", title_justify="left", show_header=False)
+    table = Table(title=f"summary: {escape(result.name)}", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     rows = [
         ("optimizer", spec.optimizer.TYPE),
-        ("schedule", spec.scheduler.TYPE),
-        ("task", f"{spec.train.task} on {result.data}"),
+        ("schedule", schedule_cell(result, one_line=True)),
+        ("task", escape(f"{spec.train.task} on {result.data}")),
         ("steps", f"{result.step} of {result.steps}" + (f"  ({_status(result)})" if _status(result) else "")),
         (f"final train loss (mean of last {TRAIN_LOSS_WINDOW} steps)", _loss(result.train_loss)),
         ("final validation loss", _loss(result.val_loss)),
         ("best validation loss", _loss(result.best_val_loss)),
+        *([("final validation accuracy", _accuracy(result.val_accuracy))] if result.val_accuracy is not None else []),
         ("wall time", f"{result.wall_time:.1f} s"),
         (f"throughput ({result.unit}/s)", f"{result.tokens_per_second:,.0f}" if math.isfinite(result.tokens_per_second)
          else "-"),
@@ -48,7 +72,7 @@ def summary_table(result: RunResult) -> Table:
     ]
     if result.skipped_steps is not None:
         rows.append(("skipped steps", f"{result.skipped_steps} of {result.step}"))
-    rows.append(("output", str(result.out)))
+    rows.append(("output", escape(str(result.out))))
     for row in rows:
         table.add_row(*row)
     return table
@@ -70,7 +94,7 @@ def ranking_table(results: Sequence[RunResult]) -> Table:
     title = "optreg compare: ranked by final validation loss"
     if first is not None:
         t = first.spec.train
-        title += f" ({t.task}, {t.steps} steps, batch {t.batch_size}, seed {t.seed})"
+        title += f" ({t.task}, {t.steps} steps, {t.batch_label}, seed {t.seed})"
     table = Table(title=title, title_justify="left")
     for column, justify in (
         ("#", "right"), ("spec", "left"), ("optimizer", "left"), ("schedule", "left"),
@@ -80,6 +104,9 @@ def ranking_table(results: Sequence[RunResult]) -> Table:
             table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
         else:  # numbers stay whole
             table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    accuracy = any(r.val_accuracy is not None for r in results)
+    if accuracy:
+        table.add_column("val\nacc", justify="right", no_wrap=True)
     skips = any(r.skipped_steps is not None for r in results)
     if skips:
         table.add_column("skipped\nsteps", justify="right", no_wrap=True)
@@ -88,9 +115,11 @@ def ranking_table(results: Sequence[RunResult]) -> Table:
         table.add_column("note")
     for i, r in enumerate(ranked, 1):
         cells = [
-            str(i), r.name, r.spec.optimizer.TYPE, r.spec.scheduler.TYPE, _loss(r.val_loss), _loss(r.train_loss),
+            str(i), escape(r.name), r.spec.optimizer.TYPE, schedule_cell(r), _loss(r.val_loss), _loss(r.train_loss),
             f"{r.wall_time:.1f} s", format_bytes(r.state_bytes),
         ]
+        if accuracy:
+            cells.append(_accuracy(r.val_accuracy))
         if skips:
             cells.append("-" if r.skipped_steps is None else str(r.skipped_steps))
         if notes:

@@ -43,6 +43,11 @@ class RunResult:
     data: str
     history: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
     group_names: list[str] = attrs.field(factory=list)
+    #: Final held-out accuracy of a classification task (``mlp``); None for the others.
+    val_accuracy: float | None = None
+    #: ``first``, ``peak`` and ``last`` effective LR of the main param group, where the optimizer sets its
+    #: own step size (schedule-free warmup, Prodigy's and D-Adaptation's ``d``); None otherwise.
+    effective_lr: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from optreg import FieldValueError, field
 
-__all__ = ["TrainSpec"]
+__all__ = ["FLOAT16_ON_CPU", "TrainSpec"]
+
+#: Why ``autocast = "float16"`` is refused on CPU (the spec's check and the run's, once the device is known).
+FLOAT16_ON_CPU = (
+    '"float16" needs CUDA (its GradScaler guards fp16 gradients against underflow, which optreg does on '
+    'CUDA only); on CPU use "bfloat16", or leave autocast out for fp32'
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -29,7 +35,13 @@ class TrainSpec:
         "or on `data`) or `mlp` (small MLP classifier on synthetic data, trains in seconds).",
     )
     steps: int = field(200, ge=1, doc="Optimizer steps; also the schedule's length unless [scheduler] sets t_max.")
-    batch_size: int = field(16, ge=1, doc="Sequences (char_lm) or samples (mlp) per step.")
+    batch_size: int = field(16, ge=1, doc="Sequences (char_lm) or samples (mlp) per micro-batch: a step takes "
+                            "grad_accum_steps of them.")
+    grad_accum_steps: int = field(
+        1, ge=1, le=4096,
+        doc="Micro-batches whose gradients are summed into one optimizer step (each loss divided by this "
+        "count, so the step equals one batch of batch_size x grad_accum_steps).",
+    )
     seed: int = field(0, ge=0, doc="Seed for model init and data order (the data itself does not depend on it).")
     seq_len: int = field(64, ge=2, le=8192, doc="Characters per training sequence (char_lm).")
     d_model: int = field(32, ge=4, le=8192, doc="Width: the transformer's embedding size (char_lm) "
@@ -49,6 +61,11 @@ class TrainSpec:
     max_chars: int = field(1_000_000, ge=1_000, doc="At most this many characters of text are read (char_lm).")
     grad_clip: float | None = field(None, gt=0, doc="Clip the global gradient norm to this value before each step.")
     device: Literal["auto", "cpu", "cuda"] = field("auto", doc="Where to train; `auto` picks CUDA when available.")
+    autocast: Literal["bfloat16", "float16"] | None = field(
+        None,
+        doc="Mixed precision: forward passes under torch.autocast in this dtype (weights, gradients and "
+        "optimizer state stay fp32). `bfloat16` on CPU and CUDA; `float16` on CUDA only, with a GradScaler.",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.task == "char_lm" and self.d_model % self.n_heads:
@@ -59,11 +76,31 @@ class TrainSpec:
             raise FieldValueError("data", f"only the char_lm task reads a text file; task is {self.task!r}")
         if self.data is not None and not self.data.strip():
             raise FieldValueError("data", "expected a file name, got an empty string")
+        if self.autocast == "float16" and self.device == "cpu":
+            raise FieldValueError("autocast", FLOAT16_ON_CPU)
+
+    @property
+    def batch_label(self) -> str:
+        """The batch of a step as the tables say it: ``batch 16``, or ``batch 16 x 4 micro-batches``."""
+        accum = f" x {self.grad_accum_steps} micro-batches" if self.grad_accum_steps > 1 else ""
+        return f"batch {self.batch_size}{accum}"
 
     @property
     def tokens_per_step(self) -> int:
-        """What one step consumes: characters (``char_lm``: batch x sequence) or samples (``mlp``)."""
-        return self.batch_size * self.seq_len if self.task == "char_lm" else self.batch_size
+        """What one step consumes: characters (``char_lm``: batch x accumulation x sequence) or samples (``mlp``)."""
+        rows = self.batch_size * self.grad_accum_steps
+        return rows * self.seq_len if self.task == "char_lm" else rows
+
+    def make_model(self) -> Any:
+        """The model this table's task trains, built without reading data: what ``optreg validate``, ``groups`` and
+        ``lr`` build the spec on (char_lm's vocabulary comes from the data, so its embedding and head take the
+        default size here; every name, role and other shape is the run's)."""
+        from optreg.models import TinyMLP, TinyTransformer
+        from optreg_train.tasks import MLP_CLASSES, MLP_INPUTS
+
+        if self.task == "mlp":
+            return TinyMLP(d_in=MLP_INPUTS, d_hidden=self.d_model, d_out=MLP_CLASSES)
+        return TinyTransformer(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, max_len=self.seq_len)
 
     def run_length(self, units: str, data_parallel_size: int = 1) -> int:
         """The run's length in a schedule's units: ``steps``, or the token budget ``steps x tokens_per_step``

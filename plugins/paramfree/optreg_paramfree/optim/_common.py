@@ -194,6 +194,8 @@ class ScopedScalarOptimizer(OptregOptimizer):
     """
 
     SCALARS: tuple[str, ...] = ()
+    #: The scalar that times a group's ``lr`` gives its step size (``d``, ``eta``), for :meth:`effective_lrs`.
+    STEP_SCALAR: str | None = None
     TRANSIENT = ("scratch",)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False) -> None:
@@ -239,6 +241,12 @@ class ScopedScalarOptimizer(OptregOptimizer):
         """The scalar ``key`` (``d``, ``eta``) for logging: one number, or one per group with ``per_group_d``."""
         values = [float(group[key]) for group in self.param_groups]
         return values if self.per_group_d else values[0]
+
+    def effective_lrs(self) -> list[float]:
+        """Each group's step size at its last step, ``lr`` times the estimate (what optreg train logs as the
+        effective LR); just ``lr`` for a class without a :attr:`STEP_SCALAR`."""
+        key = self.STEP_SCALAR
+        return [float(g["lr"]) * (float(g[key]) if key else 1.0) for g in self.param_groups]
 
     # -- stepping
 

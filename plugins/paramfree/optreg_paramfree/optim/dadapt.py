@@ -43,6 +43,7 @@ def _check_common(lr: float, weight_decay: float, d0: float, growth_rate: float 
 
 class _DAdapt(ScopedScalarOptimizer):
     SCALARS = ("d", "numerator_weighted", "k")
+    STEP_SCALAR = "d"
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         return {"d": group["d0"], "numerator_weighted": 0.0, "k": 0.0}

@@ -24,6 +24,8 @@ InitStep = Literal["distance", "learning_rate", "heuristic"]
 class _DistanceOverGradients(ScopedScalarOptimizer):
     """Shared first pass: ||x - x0||^2 and ||g||^2 over the active groups of a scope."""
 
+    STEP_SCALAR = "eta"
+
     @property
     def eta(self) -> float | list[float]:
         """The last step size (before each group's ``lr``): one number, or one per group."""

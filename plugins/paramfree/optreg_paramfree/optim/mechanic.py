@@ -103,6 +103,12 @@ class Mechanic(WrappedOptimizer):
         """The scale Mechanic currently applies to the summed inner updates (``sum(s)``)."""
         return float(self.param_groups[0]["mechanic_s"].sum())
 
+    def effective_lrs(self) -> list[float]:
+        """Each group's step size: the learned scale times the inner optimizer's (its effective LR, or ``lr``)."""
+        inner = getattr(self.inner, "effective_lrs", None)
+        base = inner() if callable(inner) else [float(g["lr"]) for g in self.param_groups]
+        return [self.scale * float(lr) for lr in base]
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, step_factor: torch.Tensor | None = None) -> Any:
         """Run the inner step, then rescale; ``step_factor`` needs an inner optimizer that supports it."""

@@ -71,6 +71,7 @@ class Prodigy(ScopedScalarOptimizer):
     """
 
     SCALARS = ("d", "d_max", "d_numerator", "k")
+    STEP_SCALAR = "d"
 
     def __init__(
         self,

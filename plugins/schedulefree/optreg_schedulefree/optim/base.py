@@ -103,6 +103,27 @@ class ScheduleFreeOptimizer(OptregOptimizer):
             for key in _SCALARS:
                 group[key] = as_scalar(group.get(key, 0.0), device)
 
+    # -- the effective LR (what optreg train and optreg lr show)
+
+    def effective_lrs(self) -> list[float]:
+        """Each group's LR at its last step after the warmup (and RAdam's rectification); 0 before the first."""
+        return [float(g["scheduled_lr"]) for g in self.param_groups]
+
+    def lr_factors_at(self, step: int) -> list[float]:
+        """Each group's factor on its scheduled LR at its ``step``-th step (0-based): the warmup times any
+        rectification; it depends only on the step, so it is known before training."""
+        factors = []
+        for group in self.param_groups:
+            k = torch.tensor(float(step), dtype=torch.float64)
+            warmup = min(1.0, (step + 1) / group["warmup_steps"]) if group["warmup_steps"] > 0 else 1.0
+            rect, _ = self._lr_factor(group, k)
+            factors.append(warmup * (1.0 if rect is None else float(rect)))
+        return factors
+
+    def _lr_factor(self, group: dict[str, Any], k: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A factor on the LR at step ``k`` and where Adam's denominator applies (RAdam's rectification); none here."""
+        return None, None
+
     # -- modes
 
     @property
