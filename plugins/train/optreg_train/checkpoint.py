@@ -119,6 +119,15 @@ def load_run_state(out: Path, model: Any, optimizer: Any, strategy: ParallelismS
 
     model_state, optimizer_state = state_dicts(model, optimizer, full=False)
     target = {"model": model_state, "optimizer": optimizer_state}
-    dcp.load(target, checkpoint_id=str(out / DISTRIBUTED_CHECKPOINT))
+    # One process resuming a distributed run's checkpoint is what resharding N -> 1 means: torch warns that it
+    # "assumes the intent" even when told so (no_dist), which would only alarm the user.
+    import warnings
+
+    import torch.distributed as dist
+
+    no_dist = not (dist.is_available() and dist.is_initialized())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled, unavailable or uninitialized", UserWarning)
+        dcp.load(target, checkpoint_id=str(out / DISTRIBUTED_CHECKPOINT), no_dist=no_dist)
     load_state_dicts(model, optimizer, target["model"], target["optimizer"], full=False)
     return meta
