@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 __all__ = [
+    "per_sample_grads",
     "OptregOptimizer",
     "Scratch",
     "TakesGradNorm",
@@ -584,3 +586,42 @@ class WrappedOptimizer(OptregOptimizer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
+
+
+def per_sample_grads(model: nn.Module, loss_fn: Callable[..., torch.Tensor], *batch: torch.Tensor) -> torch.Tensor:
+    """Set ``p.grad_sample`` (shape ``[B, *p.shape]``) on every trainable parameter of ``model``; return the
+    batch's mean loss (detached).
+
+    What a ``"per_sample"`` optimizer (``STEP_INPUT``, e.g. DP-SGD) needs: ``loss_fn(model, *batch)`` is the
+    loss of a batch as a training loop computes it (a mean over examples); each example's gradient is that
+    of ``loss_fn`` on a batch of that one example, from ``torch.func.vmap(torch.func.grad(...))`` over the
+    first dimension of every tensor in ``batch`` (random ops draw different values per example). Buffers
+    are read, not updated; ``.grad`` is left alone.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    wrapper = _LossOf(model, loss_fn)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = {f"model.{n}": p.detach() for n in names for p in [model.get_parameter(n)]}
+
+    def loss_of_one(trainable: dict[str, torch.Tensor], *sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = functional_call(wrapper, trainable, tuple(t.unsqueeze(0) for t in sample))
+        return loss, loss.detach()
+
+    grads, losses = vmap(grad(loss_of_one, has_aux=True), in_dims=(None, *([0] * len(batch))),
+                         randomness="different")(params, *batch)
+    for name in names:
+        model.get_parameter(name).grad_sample = grads[f"model.{name}"]
+    return losses.mean()
+
+
+class _LossOf(nn.Module):
+    """``loss_fn(model, *batch)`` as a module, so ``functional_call`` swaps the model's parameters inside it."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.model, *batch)

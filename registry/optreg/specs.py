@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from optreg.parallel import ParallelismStrategy
 
 __all__ = [
+    "STEP_INPUTS",
+    "StepInput",
     "BuildContext",
     "FieldTypeError",
     "FieldValueError",
@@ -219,6 +221,20 @@ class GroupOverride:
     options: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
+#: What an optimizer's ``step`` needs from the training loop (``OptimizerSpec.STEP_INPUT``):
+#:
+#: - ``"gradients"``: the loop runs forward and backward, then ``step()`` (``step(closure)`` may
+#:   return the known loss); most optimizers.
+#: - ``"closure"``: ``step(closure)`` where the closure zeroes the gradients, computes the loss, runs
+#:   its backward and returns the loss; the optimizer calls it (once or more: SAM's two passes, L-BFGS'
+#:   line search, Sophia's Hessian probes) and no backward runs before the step.
+#: - ``"per_sample"``: ``step(closure)`` where the closure sets each parameter's ``grad_sample`` (one
+#:   gradient per example, ``[batch, *shape]``) and returns the batch's loss: see
+#:   :func:`optreg.optim.per_sample_grads` (DP-SGD).
+STEP_INPUTS: tuple[str, ...] = ("gradients", "closure", "per_sample")
+StepInput = Literal["gradients", "closure", "per_sample"]
+
+
 @attrs.frozen
 class BuildContext:
     """What a spec may need besides its param groups when it builds an optimizer."""
@@ -236,12 +252,14 @@ class OptimizerSpec(Spec):
     whose constructor takes the spec's options as keyword arguments) or
     overrides :meth:`create`. ``CAPABILITIES`` lists optional behaviours the
     optimizer supports, e.g. ``"step_factor"`` (0/1 tensor gating a step without
-    a host sync) or ``"foreach"`` (per-tensor and multi-tensor paths).
+    a host sync) or ``"foreach"`` (per-tensor and multi-tensor paths). ``STEP_INPUT``
+    says what ``step`` needs from a training loop (see :data:`STEP_INPUTS`).
     """
 
     KIND: ClassVar[str] = "optimizer"
     optimizer_class: ClassVar[type | None] = None
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+    STEP_INPUT: ClassVar[StepInput] = "gradients"
 
     group_overrides: tuple[GroupOverride, ...] = field(
         (),
@@ -282,6 +300,11 @@ class OptimizerSpec(Spec):
     def capabilities(self) -> frozenset[str]:
         """What this configuration supports: ``CAPABILITIES``, or less (a wrapper: what its inner supports)."""
         return frozenset(type(self).CAPABILITIES)
+
+    def step_input(self) -> StepInput:
+        """What ``step`` needs from a training loop (:data:`STEP_INPUTS`): this class's ``STEP_INPUT``, or,
+        for a wrapper that only gates or rescales its inner optimizer, its inner's."""
+        return type(self).STEP_INPUT
 
     def role_options(self, role: str) -> dict[str, Any] | None:
         """Extra param-group options for parameters of ``role``.
@@ -371,6 +394,12 @@ class WrapperSpec(OptimizerSpec):
 
     def capabilities(self) -> frozenset[str]:
         return self.inner.capabilities() & frozenset(type(self).CAPABILITIES)
+
+    def step_input(self) -> StepInput:
+        """The wrapper's own ``STEP_INPUT`` when it sets one (SAM needs a closure around any optimizer), else its
+        inner optimizer's."""
+        own = type(self).STEP_INPUT
+        return own if own != "gradients" else self.inner.step_input()
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         return self.wrap(self.inner.create(param_groups, context), context)

@@ -389,3 +389,32 @@ def test_inner_product_and_reduced_on_plain_tensors():
     assert inner_product(z, z).item() == 5.0 and inner_product(z, z).dtype == torch.float64
     t = torch.ones(())
     assert reduced(t) is t and not is_sharded(t)
+
+
+def test_per_sample_grads_are_each_examples_gradient_of_the_batch_loss():
+    """DP-SGD's input: the gradient of the loss of a batch of one example, for every example, by vmap; checked
+    against one backward per example (the same math, another summation order: float32 tolerance)."""
+    from torch import nn
+
+    from optreg.optim import per_sample_grads
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 1))
+    model[0].bias.requires_grad_(False)  # frozen: no grad_sample
+
+    def loss_fn(m, x, y):
+        return nn.functional.mse_loss(m(x), y)
+
+    x, y = torch.randn(5, 3), torch.randn(5, 1)
+    loss = per_sample_grads(model, loss_fn, x, y)
+    assert torch.allclose(loss, loss_fn(model, x, y).detach(), atol=1e-6)
+    assert not loss.requires_grad
+    assert getattr(model[0].bias, "grad_sample", None) is None
+    assert all(p.grad is None for p in model.parameters()), ".grad must be left alone"
+    for i in range(5):
+        model.zero_grad()
+        loss_fn(model, x[i:i + 1], y[i:i + 1]).backward()
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                assert p.grad_sample.shape == (5, *p.shape)
+                assert torch.allclose(p.grad_sample[i], p.grad, atol=1e-6), name

@@ -281,3 +281,33 @@ def test_float_fields_are_finite_after_parsing(reg):
     spec = reg.parse_spec('[optimizer]\ntype = "torch_adam"\nlr = 1e-300\n').optimizer
     assert math.isfinite(spec.lr)
     assert isinstance(reg.parse_spec('[optimizer]\ntype = "kinds"\n').optimizer, IntsAndChoicesSpec)
+
+
+def test_step_input_says_what_a_training_loop_must_give_step_and_wrappers_pass_their_inners_on():
+    """A loop asks the spec, never the optimizer's name: SGD takes gradients, a closure-driven optimizer (SAM,
+    L-BFGS) a closure, a wrapper that only gates its inner (skip-step) what its inner needs, and a wrapper
+    that re-evaluates the loss itself (SAM around anything) its own."""
+    from optreg.specs import STEP_INPUTS, OptimizerSpec
+    from optreg.specs import WrapperSpec as Wrapper
+
+    @attrs.frozen(kw_only=True)
+    class NeedsClosure(OptimizerSpec):
+        TYPE = "needs_closure"
+        STEP_INPUT = "closure"
+
+    @attrs.frozen(kw_only=True)
+    class Gate(Wrapper):
+        TYPE = "gate"
+
+    @attrs.frozen(kw_only=True)
+    class PerSample(Wrapper):
+        TYPE = "per_sample_wrapper"
+        STEP_INPUT = "per_sample"
+
+    sgd = optreg.parse_spec({"optimizer": {"type": "sgd"}}).optimizer
+    assert sgd.step_input() == "gradients"
+    assert NeedsClosure().step_input() == "closure"
+    assert Gate(inner=NeedsClosure()).step_input() == "closure"
+    assert Gate(inner=sgd).step_input() == "gradients"
+    assert PerSample(inner=NeedsClosure()).step_input() == "per_sample"
+    assert set(STEP_INPUTS) == {"gradients", "closure", "per_sample"}

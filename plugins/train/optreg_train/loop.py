@@ -205,6 +205,7 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     device = resolve_device(train.device, spec.source)
     if train.autocast == "float16" and device.type not in FLOAT16_DEVICES:
         raise SpecError(FLOAT16_ON_CPU, path="$.train.autocast", file=spec.source)
+    _check_step_input(spec)
     task = task or load_task(train, file=spec.source)
     torch.manual_seed(train.seed)
     model = task.make_model().to(device)
@@ -249,9 +250,7 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
         raise SpecError(f"the spec does not build: {exc}", path="$", file=spec.source) from None
     gen = torch.Generator().manual_seed(spec.train.seed + 1)
     try:
-        loss = _forward_backward(run, gen)
-        detached = run.strategy.average_over_data_parallel(loss) if run.strategy else loss
-        _optimizer_step(run, detached)
+        _train_step(run, gen)
         if spec.scheduler.units == "tokens":
             run.scheduler.step(tokens=_global_tokens_per_step(run))
         else:
@@ -266,6 +265,38 @@ def preflight(spec: RunSpec, task: Task | None = None) -> None:
             path="$",
             file=spec.source,
         ) from None
+
+
+def _check_step_input(spec: RunSpec) -> None:
+    """Refuse, before anything is built, [train] options the optimizer's step cannot honour.
+
+    An optimizer that evaluates the loss itself (``STEP_INPUT = "closure"``: SAM, Sophia, L-BFGS) or
+    wants per-example gradients (``"per_sample"``: DP-SGD) is stepped with a closure; a GradScaler cannot
+    step a closure, and DP-SGD clips per example, which a batch-level ``grad_clip`` would undo, and its
+    per-example gradients bypass the data-parallel gradient averaging.
+    """
+    kind = spec.optimizer.step_input()
+    if kind == "gradients":
+        return
+    name = spec.optimizer.TYPE
+    if spec.train.autocast == "float16":
+        raise SpecError(
+            f"{name} evaluates the loss inside its step (a closure), which torch's GradScaler cannot step; "
+            'use autocast = "bfloat16" or none',
+            path="$.train.autocast", file=spec.source,
+        )
+    if kind == "per_sample":
+        if spec.train.grad_clip is not None:
+            raise SpecError(
+                f"{name} clips each example's gradient itself (its l2_norm_clip); remove grad_clip",
+                path="$.train.grad_clip", file=spec.source,
+            )
+        if spec.parallelism.TYPE != "single":
+            raise SpecError(
+                f"{name} computes per-example gradients (torch.func), which the {spec.parallelism.TYPE} strategy's "
+                "gradient averaging never sees; train it in one process (parallelism single)",
+                path="$.parallelism.type", file=spec.source,
+            )
 
 
 def _local_batch(run: PreparedRun, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -296,8 +327,12 @@ def _forward_backward(run: PreparedRun, gen: torch.Generator) -> torch.Tensor:
     the step of one batch of ``batch_size x grad_accum_steps`` rows. Under ``autocast = "float16"`` the
     losses are scaled by the run's GradScaler.
     """
+    return _forward_backward_on(run, *_local_batch(run, gen))
+
+
+def _forward_backward_on(run: PreparedRun, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """:func:`_forward_backward` on this rank's rows of a step's batch, already drawn."""
     accum = run.spec.train.grad_accum_steps
-    inputs, targets = _local_batch(run, gen)
     total = torch.zeros((), device=run.device)
     for x, y in zip(inputs.chunk(accum), targets.chunk(accum), strict=True):
         with _autocast(run.spec, run.device):
@@ -323,6 +358,54 @@ def _optimizer_step(run: PreparedRun, loss: torch.Tensor, grad_clip: float | Non
     # GradScaler refuses a closure keyword: the closure (returning the known loss) goes positionally.
     scaler.step(optimizer, lambda: loss)
     scaler.update()
+
+
+def _train_step(run: PreparedRun, gen: torch.Generator, grad_clip: float | None = None) -> torch.Tensor:
+    """One optimizer step on the next batch; returns the global batch's loss (detached, alike on every rank).
+
+    As the optimizer's ``step_input()`` asks (:data:`optreg.specs.STEP_INPUTS`): ``"gradients"``: forward
+    and backward, then the step; ``"closure"``: the step calls a closure that zeroes the gradients and runs
+    forward and backward on the same batch (clipping after each backward), as often as it needs;
+    ``"per_sample"``: the closure sets each parameter's per-example gradients
+    (:func:`optreg.optim.per_sample_grads` of the task's loss). The loss returned is the first evaluation's.
+    """
+    optimizer, strategy = run.optimizer, run.strategy
+
+    def averaged(loss: torch.Tensor) -> torch.Tensor:
+        return strategy.average_over_data_parallel(loss) if strategy is not None else loss
+
+    kind = run.spec.optimizer.step_input()
+    if kind == "gradients":
+        optimizer.zero_grad(set_to_none=True)
+        detached = averaged(_forward_backward(run, gen))
+        _optimizer_step(run, detached, grad_clip)
+        return detached
+    inputs, targets = _local_batch(run, gen)  # drawn once: every evaluation of the closure sees this batch
+    if kind == "closure":
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = averaged(_forward_backward_on(run, inputs, targets))
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+            return loss
+    else:
+        from optreg.optim import per_sample_grads
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(run.spec, run.device):
+                return per_sample_grads(run.model, run.task.loss, inputs, targets)
+    first: list[torch.Tensor] = []
+
+    def recorded() -> torch.Tensor:
+        loss = closure()
+        first.append(loss.detach())
+        return loss
+
+    optimizer.step(recorded)
+    if not first:
+        raise RuntimeError(f"{type(optimizer).__name__} never called the closure its step_input() asks for")
+    return first[0].float()
 
 
 def _global_tokens_per_step(run: PreparedRun) -> int:
@@ -615,11 +698,8 @@ def train_run(
         while step < end:
             started = time.perf_counter()
             lrs = _lrs(optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            loss = _forward_backward(run, run.data_gen)
             # the global batch's loss (the mean over the data-parallel ranks' slices), on every rank alike
-            detached = strategy.average_over_data_parallel(loss)
-            _optimizer_step(run, detached, train.grad_clip)
+            detached = _train_step(run, run.data_gen, train.grad_clip)
             effective = effective_lrs(optimizer)  # the step size the optimizer took, where it sets its own
             if scheduler_counts_tokens:
                 scheduler.step(tokens=tokens_per_step)

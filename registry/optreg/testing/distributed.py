@@ -111,10 +111,14 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 Hook = Callable[[dict[str, Any], nn.Module, Any, Any], None]
 
 
+def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(model(x), y)
+
+
 def run_case(case: dict[str, Any], *, before: Hook | None = None, after: Hook | None = None) -> dict[str, Any]:
     """Build the case's model, optimizer and strategy in this process and train it; return its result."""
     import optreg
-    from optreg.optim import give_loss
+    from optreg.optim import give_loss, per_sample_grads
 
     torch.manual_seed(0)
     model = MODELS[case.get("model", "net")]()
@@ -137,10 +141,16 @@ def run_case(case: dict[str, Any], *, before: Hook | None = None, after: Hook | 
             loss.backward()
             return strategy.average_over_data_parallel(loss.detach())
 
-        with torch.enable_grad():
-            loss = closure()
-        give_loss(optimizer, loss)
-        optimizer.step(lambda loss=loss: loss)
+        kind = spec.optimizer.step_input()
+        if kind == "closure":  # the optimizer evaluates the loss itself (SAM, Sophia, L-BFGS)
+            optimizer.step(closure)
+        elif kind == "per_sample":  # per-example gradients (DP-SGD)
+            optimizer.step(lambda x=x, y=y: per_sample_grads(model, _mse, x, y))
+        else:
+            with torch.enable_grad():
+                loss = closure()
+            give_loss(optimizer, loss)
+            optimizer.step(lambda loss=loss: loss)
         flag = getattr(optimizer, "step_skipped", None)  # skip-step: whether this step was skipped
         if isinstance(flag, torch.Tensor) and bool(flag):
             skipped.append(step)
