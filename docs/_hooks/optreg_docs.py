@@ -39,7 +39,9 @@ CORE_PAGES = [
     ("Numerics", "numerics.md"),
 ]
 #: Family pages in this order first; any other docs/*.md follows alphabetically.
-FAMILY_ORDER = ["adam", "sign", "muon", "paramfree", "schedulefree", "skipstep", "schedules", "parallel"]
+FAMILY_ORDER = [
+    "adam", "sign", "muon", "paramfree", "schedulefree", "skipstep", "contrib", "torch", "schedules", "parallel"
+]
 KIND_TITLES = {"optimizer": "Optimizers", "scheduler": "LR schedules", "parallelism": "Parallelism strategies"}
 TABLE_KEYS = {"optimizer": "optimizer", "scheduler": "scheduler", "parallelism": "parallelism"}
 #: Keys every optimizer has (documented once, in the spec format page).
