@@ -12,6 +12,7 @@ import attrs
 from optreg_adam.specs import AdamWSpec
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.specs import StepInput
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +47,7 @@ class SAMSpec(WrapperSpec):
     )
     #: SAM gates nothing by a step factor: it keeps none of its inner optimizer's capabilities.
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+    STEP_INPUT: ClassVar[StepInput] = "closure"  # two evaluations per step
 
     inner: OptimizerSpec = field(doc="The optimizer stepping with the sharpness-aware gradient (a table with `type`).")
     rho: float = field(0.05, gt=0, per_group=False, doc="Radius of the ascent step (the neighbourhood size).")
@@ -76,6 +78,7 @@ class SophiaSpec(OptimizerSpec):
     """
 
     TYPE: ClassVar[str] = "sophia"
+    STEP_INPUT: ClassVar[StepInput] = "closure"  # Hutchinson's probes need the graph of the loss
     PAPER: ClassVar[str] = (
         "Liu, Li, Hall, Liang & Ma 2023, Sophia: A Scalable Stochastic Second-order Optimizer for Language "
         "Model Pre-training, ICLR 2024, arXiv:2305.14342"
@@ -173,11 +176,12 @@ class MADGRADSpec(OptimizerSpec):
 class DPSGDSpec(OptimizerSpec):
     """DP-SGD: clip each example's gradient to `l2_norm_clip`, add Gaussian noise, average, then SGD.
 
-    Needs per-sample gradients in ``p.grad_sample`` (``optreg_contrib.per_sample_grads`` computes them with
+    Needs per-sample gradients in ``p.grad_sample`` (``optreg.optim.per_sample_grads`` computes them with
     ``torch.func``). Does no privacy accounting: the (epsilon, delta) of a run is for an accountant to compute.
     """
 
     TYPE: ClassVar[str] = "dpsgd"
+    STEP_INPUT: ClassVar[StepInput] = "per_sample"
     PAPER: ClassVar[str] = (
         "Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar & Zhang 2016, Deep Learning with Differential Privacy, "
         "CCS 2016, arXiv:1607.00133"
@@ -200,6 +204,13 @@ class DPSGDSpec(OptimizerSpec):
             raise FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        strategy = context.strategy
+        if strategy is not None and strategy.is_distributed:
+            raise ValueError(
+                f"dpsgd under {strategy.describe()}: "
+                "per-example gradients (torch.func) bypass the strategy's gradient averaging, so each rank would clip "
+                "and noise only its own examples; train dpsgd in one process (parallelism single)"
+            )
         from optreg_contrib.optim.dpsgd import DPSGD
 
         return DPSGD(param_groups, **self.optimizer_kwargs())

@@ -40,7 +40,7 @@ def test_spec_examples_validate(path: Path) -> None:
 
 def test_the_page_says_which_names_need_a_closure() -> None:
     text = _page(PAGES[1])
-    needing = [cls.TYPE for cls in ALL_SPECS if getattr(cls, "NEEDS_CLOSURE", False)]
+    needing = [cls.TYPE for cls in ALL_SPECS if getattr(cls, "STEP_INPUT", "gradients") == "closure"]
     assert needing == ["lbfgs"]
     section = text.split("### Which names need a closure")[1].split("\n### ")[0]
     for name in needing:

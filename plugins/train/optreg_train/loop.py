@@ -202,10 +202,10 @@ class PreparedRun:
 def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     """Load the task and build model, optimizer and scheduler (SpecErrors surface here, before training)."""
     train = spec.train
+    _check_step_input(spec)
     device = resolve_device(train.device, spec.source)
     if train.autocast == "float16" and device.type not in FLOAT16_DEVICES:
         raise SpecError(FLOAT16_ON_CPU, path="$.train.autocast", file=spec.source)
-    _check_step_input(spec)
     task = task or load_task(train, file=spec.source)
     torch.manual_seed(train.seed)
     model = task.make_model().to(device)

@@ -7,56 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from optreg.optim import OptregOptimizer, check_number, real_view, refuse_complex
+from optreg.optim import OptregOptimizer, check_number, per_sample_grads, real_view, refuse_complex
 from optreg_contrib.optim._noise import noise_like
 
 __all__ = ["DPSGD", "per_sample_grads"]
 
 CONTRACT = (
     "dpsgd needs per-sample gradients in p.grad_sample (shape [batch, *p.shape]): compute them with "
-    "optreg_contrib.per_sample_grads(model, loss_fn, inputs, targets) before step(), or in the closure "
+    "optreg.optim.per_sample_grads(model, loss_fn, inputs, targets) before step(), or in the closure "
     "given to step(closure)"
 )
-
-
-def per_sample_grads(model: nn.Module, loss_fn: Callable[..., torch.Tensor], *batch: torch.Tensor) -> torch.Tensor:
-    """Set ``p.grad_sample`` (shape ``[B, *p.shape]``) on every trainable parameter of ``model``; return the
-    batch's mean loss (detached).
-
-    ``loss_fn(model, *batch)`` is the loss of a batch, as a training loop computes it (e.g. a mean
-    cross-entropy); each example's gradient is that of ``loss_fn`` on a batch of that one example,
-    computed with ``torch.func.vmap(torch.func.grad(...))`` over the first dimension of every tensor in
-    ``batch`` (random ops draw different values per example). Buffers are read, not updated.
-    """
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = {f"model.{n}": p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    wrapper = _LossOf(model, loss_fn)
-
-    def loss_of_one(trainable: dict[str, torch.Tensor], *sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = torch.func.functional_call(wrapper, trainable, tuple(t.unsqueeze(0) for t in sample))
-        return loss, loss.detach()
-
-    grads, losses = torch.func.vmap(
-        torch.func.grad(loss_of_one, has_aux=True), in_dims=(None, *([0] * len(batch))), randomness="different"
-    )(params, *batch)
-    named = dict(model.named_parameters())
-    for name in names:
-        named[name].grad_sample = grads[f"model.{name}"]
-    return losses.mean()
-
-
-class _LossOf(nn.Module):
-    """``loss_fn(model, *batch)`` as a module, so ``functional_call`` swaps the model's parameters in it."""
-
-    def __init__(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-
-    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.model, *batch)
 
 
 class DPSGD(OptregOptimizer):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 import optreg
+from optreg.specs import StepInput
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +87,6 @@ class TorchOptimizerSpec(optreg.OptimizerSpec):
     RENAMED: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     COMPLEX_REFUSAL: ClassVar[str | None] = None
     SHARDING_REFUSAL: ClassVar[str | None] = None
-    #: Whether ``step`` needs a closure that re-evaluates the loss and its gradients (L-BFGS).
-    NEEDS_CLOSURE: ClassVar[bool] = False
 
     def torch_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the torch class (``optimizer_kwargs()`` with renamed fields put back)."""
@@ -316,7 +315,7 @@ class LBFGSSpec(TorchOptimizerSpec):
         "Liu & Nocedal 1989, On the Limited Memory BFGS Method for Large Scale Optimization, Math. Prog. 45"
     )
     TORCH_CLASS: ClassVar[str] = "LBFGS"
-    NEEDS_CLOSURE: ClassVar[bool] = True
+    STEP_INPUT: ClassVar[StepInput] = "closure"  # its line search re-evaluates the loss and gradients
     SHARDING_REFUSAL: ClassVar[str | None] = "it flattens every parameter into one vector, which DTensors refuse"
 
     lr: float = optreg.field(1.0, ge=0, doc="Step length (the line search's first trial with strong_wolfe).")
