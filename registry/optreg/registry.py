@@ -315,8 +315,18 @@ class Registry:
         if ":" in name:
             found = self._qualified(kind, name)
             return found[1] if found else None
-        name = self._aliases[kind].get(name, name)
-        return self._classes[kind].get(name)
+        return self._classes[kind].get(self.canonical(kind, name) or name)
+
+    def canonical(self, kind: str, name: str) -> str | None:
+        """The registered name ``name`` means, or ``None``: itself, the name an alias stands for, or the same
+        ignoring case and ``-`` for ``_`` (``AdamW`` -> ``adamw``, ``schedule-free-adamw``): registered names
+        are lower-case snake case, so that reading is never ambiguous."""
+        kind = _check_kind(kind)
+        for spelling in (name, name.lower().replace("-", "_")):
+            spelling = self._aliases[kind].get(spelling, spelling)
+            if spelling in self._classes[kind] or (kind, spelling) in self._owners:
+                return spelling
+        return None
 
     def _qualified(self, kind: str, name: str) -> tuple[PluginInfo, type[Spec]] | None:
         """``"<distribution>:<name>"`` (or ``"<plugin>:<name>"``) -> the claim of that plugin."""
@@ -343,7 +353,7 @@ class Registry:
                 raise LookupError(self.unknown_name_message(kind, name))
             return found[0]
         self.spec_class(kind, name)
-        return self._owners[(kind, name)]
+        return self._owners[(kind, self.canonical(kind, name) or name)]
 
     def unknown_name_message(self, kind: str, name: str) -> str:
         from optreg.suggest import COMMON_NAMES, did_you_mean

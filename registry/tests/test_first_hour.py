@@ -263,5 +263,6 @@ def test_describe_is_show_json(capsys):
     assert code == 0 and json.loads(out) == optreg.describe("sgd")
     fields = {row["name"]: row for row in optreg.describe("sgd", kind="optimizer")[0]["fields"]}
     assert fields["momentum"]["bounds"] == ">= 0, < 1" and fields["momentum"]["doc"]
+    assert optreg.describe("SGD") == optreg.describe("sgd")  # a name found ignoring case
     with pytest.raises(LookupError, match="did you mean the optimizer 'sgd'"):
-        optreg.describe("SGD")
+        optreg.describe("sgdd")

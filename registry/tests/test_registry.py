@@ -410,3 +410,16 @@ def test_register_all_takes_the_specs_of_each_hooks_kind():
     assert reg.plugins[-1].provides["optimizer"] == ["torch_adam"]
     assert reg.plugins[-1].provides["scheduler"] == ["linear_test"]
     assert ConstantSchedule is reg.spec_class("scheduler", "constant")
+
+
+def test_a_name_is_found_ignoring_case_and_dashes():
+    """Users type torch's class names (``AdamW``, ``SGD``) and dashes; registered names are lower-case snake case,
+    so that reading is never ambiguous. Spec dumps keep the registered spelling."""
+    registry = optreg.get_registry()
+    assert registry.canonical("optimizer", "AdamW") == "adamw"
+    assert registry.canonical("optimizer", "skip-step-AdamW") == "skip_step_adamw"
+    assert registry.spec_class("optimizer", "SGD") is registry.spec_class("optimizer", "sgd")
+    assert registry.provider("optimizer", "AdamW") == registry.provider("optimizer", "adamw")
+    spec = optreg.parse_spec({"optimizer": {"type": "AdamW", "lr": 1e-3}})
+    assert spec.optimizer.TYPE == "adamw" and 'type = "adamw"' in optreg.dump_spec(spec)
+    assert registry.canonical("optimizer", "no_such_name") is None
