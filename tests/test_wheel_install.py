@@ -151,8 +151,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
             {"id": "list-text", "argv": ["list"]},
             {"id": "plugins", "argv": ["plugins", "--json"]},
             {"id": "plugins-text", "argv": ["plugins"]},
-            {"id": "validate", "argv": ["validate", str(tmp / "acme.toml")]},
-            {"id": "validate-bad", "argv": ["validate", str(tmp / "bad.toml")]},
+            {"id": "validate", "argv": ["validate", str(tmp / "acme.toml"), "--model", "mlp"]},  # it has fc1
+            {"id": "validate-bad", "argv": ["validate", str(tmp / "bad.toml"), "--model", "mlp"]},
             {"id": "validate-unknown", "argv": ["validate", str(tmp / "unknown.toml")]},
             {"id": "validate-sgd", "argv": ["validate", str(tmp / "sgd.toml")]},
             {"id": "validate-sgd-disabled", "argv": ["validate", str(tmp / "sgd.toml")], "env": disable},
@@ -227,7 +227,7 @@ lr = 0.01
 weight_decay = 0.01
 
 [[optimizer.group_overrides]]
-params = ["0.*"]
+params = ["fc1.*"]
 lr = 0.001
 
 [scheduler]
@@ -239,10 +239,11 @@ type = "acme_eager"
 """
 
 BUILD = """\
-import json, sys, torch, optreg
+import collections, json, sys, torch, optreg
 spec = optreg.load_spec(sys.argv[1])
 torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+layers = collections.OrderedDict(fc1=torch.nn.Linear(4, 8), act=torch.nn.Tanh(), out=torch.nn.Linear(8, 1))
+model = torch.nn.Sequential(layers)
 model.eval()
 built = spec.build(model)
 x, y = torch.randn(16, 4), torch.randn(16, 1)
@@ -276,7 +277,7 @@ print(p.tolist())
 
 def test_spec_using_its_names_validates_and_builds(installed: Installed) -> None:
     out = installed.result("validate")["stdout"]
-    assert "ok (optimizer acme_signum, scheduler acme_step_decay, parallelism acme_eager)" in out
+    assert "ok (optimizer acme_signum, scheduler acme_step_decay, parallelism acme_eager; built on mlp)" in out
 
     shown = installed.json("show")
     assert shown[0]["distribution"] == "optreg-acme" and shown[0]["version"] == "1.4.2"

@@ -39,6 +39,8 @@ def test_decoupled_weight_decay_follows_the_paper(foreach: bool) -> None:
     lr, momentum, wd = 0.05, 0.8, 0.1
     params = _problem()
     spec = {"type": "myfamily_sgdw", "lr": lr, "momentum": momentum, "weight_decay": wd, "foreach": foreach}
+    # The rule decays every tensor; optreg's default no_decay spares 1-D ones (biases, norms) even unnamed.
+    spec["no_decay"] = []
     _run(optreg.build_optimizer(spec, params), params)
     expected = [p.detach().clone() for p in _problem()]
     bufs = [torch.zeros_like(p) for p in expected]
