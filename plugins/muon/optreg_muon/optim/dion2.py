@@ -11,9 +11,9 @@ from optreg.optim import check_number
 from optreg_muon.functional import dion2 as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
-from optreg_muon.functional.newton_schulz import PRECONDITIONINGS, resolve_coefficients
+from optreg_muon.functional.newton_schulz import resolve_coefficients
 from optreg_muon.optim._orthogonal import Orthogonal
-from optreg_muon.optim.muon import NS_BACKENDS, NS_DTYPES
+from optreg_muon.optim.muon import NS_DTYPES, check_newton_schulz_options
 
 __all__ = ["Dion2"]
 
@@ -118,17 +118,7 @@ class Dion2(Orthogonal):
         check_number("ef_decay", options["ef_decay"], ge=0, le=1)
         if options["select_dim"] not in D.SELECT_DIMS:
             raise ValueError(f"select_dim must be one of {D.SELECT_DIMS}, got {options['select_dim']!r}")
-        if options["ns_dtype"] not in NS_DTYPES:
-            raise ValueError(f"ns_dtype must be one of {tuple(NS_DTYPES)}, got {options['ns_dtype']!r}")
-        if options["ns_backend"] not in NS_BACKENDS:
-            raise ValueError(f"ns_backend must be one of {NS_BACKENDS}, got {options['ns_backend']!r}")
-        if options["preconditioning"] not in PRECONDITIONINGS:
-            raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {options['preconditioning']!r}")
-        if options["ns_backend"] == "triton" and options["ns_dtype"] == "float64":
-            raise ValueError("the Triton Newton-Schulz kernels run in bfloat16 or float32; ns_dtype = 'float64' "
-                             "needs ns_backend 'torch' or 'auto'")
-        resolve_coefficients(options["ns_coefficients"], options["ns_steps"])
-        F.adjust_lr_ratio(options["adjust_lr"], 1, 1)
+        check_newton_schulz_options(options)
 
     def _matrix_step(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], sf: torch.Tensor | None

@@ -16,7 +16,7 @@ from optreg_muon.functional import sharded as S
 from optreg_muon.functional.newton_schulz import PRECONDITIONINGS, resolve_coefficients
 from optreg_muon.optim._orthogonal import Orthogonal
 
-__all__ = ["Muon"]
+__all__ = ["Muon", "check_newton_schulz_options"]
 
 #: ``ns_dtype`` values: the precision of the Newton-Schulz iteration.
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
@@ -42,6 +42,22 @@ def row_ratios(rule: str, shapes: Sequence[tuple[int, int]], num_heads: int, dty
     """``adjust_lr``'s ratio per row of the whole matrix view, ``(rows, 1)``: each row block by its own shape."""
     ratios = [torch.full((r,), F.adjust_lr_ratio(rule, r, c), dtype=dtype, device=device) for r, c in shapes]
     return torch.cat([t.repeat(int(num_heads or 1)) for t in ratios]).reshape(-1, 1)
+
+
+def check_newton_schulz_options(options: dict[str, Any]) -> None:
+    """Reject Newton-Schulz options no step could use (``ns_dtype``, ``ns_backend``, ``preconditioning``, the
+    coefficients for ``ns_steps``, ``adjust_lr``): shared by every optimizer that orthogonalizes with it."""
+    if options["ns_dtype"] not in NS_DTYPES:
+        raise ValueError(f"ns_dtype must be one of {tuple(NS_DTYPES)}, got {options['ns_dtype']!r}")
+    if options["ns_backend"] not in NS_BACKENDS:
+        raise ValueError(f"ns_backend must be one of {NS_BACKENDS}, got {options['ns_backend']!r}")
+    if options["preconditioning"] not in PRECONDITIONINGS:
+        raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {options['preconditioning']!r}")
+    if options["ns_backend"] == "triton" and options["ns_dtype"] == "float64":
+        raise ValueError("the Triton Newton-Schulz kernels run in bfloat16 or float32; ns_dtype = 'float64' "
+                         "needs ns_backend 'torch' or 'auto'")
+    resolve_coefficients(options["ns_coefficients"], options["ns_steps"])
+    F.adjust_lr_ratio(options["adjust_lr"], 1, 1)
 
 
 class Muon(Orthogonal):
@@ -183,17 +199,7 @@ class Muon(Orthogonal):
     def _check_matrix_options(self, options: dict[str, Any]) -> None:
         if options.get("sharded_ns", "exact") not in SHARDED_NS:
             raise ValueError(f"sharded_ns must be one of {SHARDED_NS}, got {options['sharded_ns']!r}")
-        if options["ns_dtype"] not in NS_DTYPES:
-            raise ValueError(f"ns_dtype must be one of {tuple(NS_DTYPES)}, got {options['ns_dtype']!r}")
-        if options["ns_backend"] not in NS_BACKENDS:
-            raise ValueError(f"ns_backend must be one of {NS_BACKENDS}, got {options['ns_backend']!r}")
-        if options["preconditioning"] not in PRECONDITIONINGS:
-            raise ValueError(f"preconditioning must be one of {PRECONDITIONINGS}, got {options['preconditioning']!r}")
-        if options["ns_backend"] == "triton" and options["ns_dtype"] == "float64":
-            raise ValueError("the Triton Newton-Schulz kernels run in bfloat16 or float32; ns_dtype = 'float64' "
-                             "needs ns_backend 'torch' or 'auto'")
-        resolve_coefficients(options["ns_coefficients"], options["ns_steps"])
-        F.adjust_lr_ratio(options["adjust_lr"], 1, 1)
+        check_newton_schulz_options(options)
 
     # -- the step
 
