@@ -102,6 +102,13 @@ class SophiaSpec(OptimizerSpec):
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        strategy = context.strategy
+        if strategy is not None and strategy.is_distributed:
+            raise ValueError(
+                f"sophia under {strategy.describe()}: its Hessian estimate differentiates the gradients again "
+                "(backward with create_graph=True), which DDP does not support and the sharded strategies are not "
+                "checked with; train sophia in one process (parallelism single)"
+            )
         from optreg_contrib.optim.sophia import Sophia
 
         return Sophia(param_groups, **self.optimizer_kwargs())
@@ -138,6 +145,15 @@ class GaLoreSpec(WrapperSpec):
         return {"galore": role == "matrix", **(self.inner.role_options(role) or {})}
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        from optreg.optim import is_sharded
+
+        tensors = [p[1] if isinstance(p, tuple) else p for group in param_groups for p in group["params"]]
+        if any(is_sharded(t) for t in tensors):
+            where = context.strategy.describe() if context.strategy is not None else "a sharding strategy"
+            raise ValueError(
+                f"galore under {where}: its projection is the SVD of each whole gradient matrix, and these are "
+                "sharded (DTensor); use ddp (or single), which keeps whole parameters"
+            )
         from optreg_contrib.optim.galore import GaLore
 
         return GaLore(
