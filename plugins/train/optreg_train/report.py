@@ -79,10 +79,11 @@ def summary_table(result: RunResult) -> Table:
 
 
 def rank(results: Sequence[RunResult]) -> list[RunResult]:
-    """Best final validation loss first; runs without one (diverged, interrupted early) last."""
-    def key(r: RunResult) -> tuple[int, float, float]:
+    """Best final validation loss first; runs without one (diverged, interrupted early) last; equal losses in
+    the order given (not by time, which varies between runs: the table of a rerun stays the same)."""
+    def key(r: RunResult) -> tuple[int, float]:
         finished = r.status in ("finished", "stopped") and math.isfinite(r.val_loss)
-        return (0 if finished else 1, r.val_loss if math.isfinite(r.val_loss) else math.inf, r.wall_time)
+        return (0 if finished else 1, r.val_loss if math.isfinite(r.val_loss) else math.inf)
 
     return sorted(results, key=key)
 

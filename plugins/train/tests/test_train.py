@@ -523,3 +523,18 @@ def test_a_spec_that_fails_at_its_first_step_stops_before_training(tmp_path, reg
     with pytest.raises(optreg.SpecError, match="first training step fails"):
         compare_specs([good, bad], tmp_path / "cmp", show_progress=False)
     assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_ranks_equal_losses_in_the_order_given_not_by_time():
+    """adamw and skip_step_adamw (no step skipped) end with the same loss: the demo's table must not swap them
+    from one run to the next because one was faster this time."""
+    import attrs
+    from optreg_train.report import rank
+    from optreg_train.results import RunResult
+
+    base = {f.name: None for f in attrs.fields(RunResult) if f.default is attrs.NOTHING}
+    base.update(status="finished", val_loss=2.0, wall_time=1.0)
+    first = RunResult(**{**base, "name": "first", "wall_time": 9.0})
+    second = RunResult(**{**base, "name": "second", "wall_time": 1.0})
+    best = RunResult(**{**base, "name": "best", "val_loss": 1.0, "wall_time": 5.0})
+    assert [r.name for r in rank([first, second, best])] == ["best", "first", "second"]
