@@ -1,4 +1,5 @@
-"""Hook implementations of optreg-train: the ``[train]`` table and the ``train`` / ``compare`` / ``lr`` commands.
+"""Hook implementations of optreg-train: the ``[train]`` table and the ``train``, ``compare``, ``lr`` and
+``bench`` commands.
 
 Imports no torch: the registry imports this module whenever it loads plugins.
 """
@@ -18,7 +19,8 @@ def optreg_register_tables(register: Any) -> None:
 
 @optreg.hookimpl
 def optreg_register_commands(subparsers: Any) -> None:
-    from optreg_train import commands, lr
+    from optreg_train import bench, commands, lr
 
     commands.register(subparsers)
     lr.register(subparsers)
+    bench.register(subparsers)
