@@ -27,6 +27,8 @@ __all__ = [
     "FieldValueError",
     "FieldValueErrors",
     "GroupOverride",
+    "MAX_COUNT",
+    "MAX_STEPS",
     "OptimizerSpec",
     "ParallelismSpec",
     "ROLES",
@@ -37,6 +39,15 @@ __all__ = [
     "field",
     "spec_fields",
 ]
+
+#: Upper bound of options that count steps or tokens (``t_max``, warmups, decay lengths, periods,
+#: intervals): about 1.1e15, more tokens than any run trains on, yet far from 2**53 where a float
+#: step counter stops counting (and far from what a loop or a window sized by it could survive).
+MAX_STEPS = 2**50
+#: Upper bound of options that size an allocation or a loop per step (history windows, ranks, head
+#: counts, iterations per step): about a million, far beyond any useful setting, small enough that a
+#: window of this many float64 values takes 8 MB instead of exhausting memory.
+MAX_COUNT = 2**20
 
 #: The roles a parameter can have; see :mod:`optreg.groups`.
 ROLES = ("embedding", "head", "matrix", "vector")
@@ -144,6 +155,7 @@ def field(
     factory: Callable[[], Any] | None = None,
     per_group: bool = True,
     kwarg: bool = True,
+    unbounded: bool = False,
 ) -> Any:
     """Declare a spec option.
 
@@ -151,6 +163,8 @@ def field(
     ``betas``) and appear in ``optreg show`` and the JSON Schema. ``per_group``
     says whether ``[[optimizer.group_overrides]]`` may override the option;
     ``kwarg = False`` keeps it out of :meth:`OptimizerSpec.optimizer_kwargs`.
+    ``unbounded = True`` declares an integer that sizes nothing (an ID, a bit pattern), so the kit's
+    huge-sizes check does not ask it for an upper bound (seeds are recognized by name).
     """
     validators = []
     if any(b is not None for b in (ge, gt, le, lt)):
@@ -163,6 +177,8 @@ def field(
         "per_group": per_group,
         "kwarg": kwarg,
     }
+    if unbounded:
+        metadata["unbounded"] = True
     if factory is not None:
         return attrs.field(factory=factory, validator=validators or None, metadata=metadata)
     return attrs.field(default=default, validator=validators or None, metadata=metadata)
@@ -420,7 +436,9 @@ class SchedulerSpec(Spec):
     KIND: ClassVar[str] = "scheduler"
 
     units: Literal["steps", "tokens"] = field("steps", doc="What `current` and `t_max` count.")
-    t_max: int | None = field(None, ge=1, doc="Length of the schedule; defaults to the run length.")
+    t_max: int | None = field(
+        None, ge=1, le=MAX_STEPS, doc="Length of the schedule; defaults to the run length."
+    )
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
         """The LR at ``current`` for a group whose initial LR is ``initial_lr``."""

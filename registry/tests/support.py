@@ -57,7 +57,7 @@ class WrapperSpec(optreg.WrapperSpec):
 
     TYPE: ClassVar[str] = "wrapper"
 
-    patience: int = field(3, ge=0, per_group=False)
+    patience: int = field(3, ge=0, le=1000, per_group=False)  # bounded: the kit checks every integer
 
     def wrap(self, inner, context):
         return inner

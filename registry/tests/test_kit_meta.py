@@ -16,9 +16,9 @@ from optreg.testing import OptimizerCase, OptimizerConformance, SchedulerCase, S
 class FlawedSGD(torch.optim.Optimizer):
     """Momentum SGD with one deliberate flaw (or none)."""
 
-    def __init__(self, params, lr=0.02, weight_decay=0.0, maximize=False, foreach=None, flaw=""):
+    def __init__(self, params, lr=0.02, weight_decay=0.0, maximize=False, foreach=None, window=8, seed=0, flaw=""):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize, foreach=foreach,
-                                      flaw=flaw))
+                                      window=window, seed=seed, flaw=flaw))
         self.hidden = {}
         if flaw == "lost_attribute":
             self.momentum = 0.9  # an attribute torch does not pickle
@@ -64,6 +64,8 @@ class FlawedSGD(torch.optim.Optimizer):
                     g = g.conj()  # right for real gradients, silently wrong for complex ones
                 if flaw == "empty_crash":
                     g = g / g.abs().max()
+                if flaw == "unbounded_size":
+                    self.recent = torch.zeros(group["window"], dtype=p.dtype)  # sized by an unbounded option
                 if flaw == "forgetful":
                     buf = self.hidden.setdefault(id(p), torch.zeros_like(p))
                 else:
@@ -115,6 +117,9 @@ def make_spec(name, flaw):
         weight_decay: float = optreg.field(0.0, ge=0)
         maximize: bool = optreg.field(False)
         foreach: bool | None = optreg.field(None, per_group=False)
+        # a window length: bounded, except in the flaw that forgets to (a seed sizes nothing: exempt by name)
+        window: int = optreg.field(8, ge=1, le=None if flaw == "unbounded_size" else 2**20, per_group=False)
+        seed: int = optreg.field(0, ge=0, per_group=False)
 
         def create(self, groups, context):
             cls = DriftedDefaults if flaw == "drifted_default" else FlawedSGD
@@ -125,7 +130,8 @@ def make_spec(name, flaw):
 
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
-         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze"]
+         "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze",
+         "unbounded_size"]
 
 
 @attrs.frozen(kw_only=True)
@@ -220,6 +226,7 @@ EXPECTED = {
     "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
     "test_spec_defaults_agree_with_the_optimizer": {"drifted_default"},
     "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
+    "test_huge_sizes_rejected": {"unbounded_size"},
 }
 
 

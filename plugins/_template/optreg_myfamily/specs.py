@@ -62,7 +62,10 @@ class MyfamilyLinearSpec(optreg.SchedulerSpec):
     TYPE: ClassVar[str] = "myfamily_linear"
     PAPER: ClassVar[str] = "Goyal et al. 2017, Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour (warmup)"
 
-    warmup: int = optreg.field(0, ge=0, doc="Length of the linear warmup (in `units`).")
+    warmup: int = optreg.field(
+        0, ge=0, le=optreg.specs.MAX_STEPS,
+        doc="Length of the linear warmup (in `units`; bounded so no count sizes a runaway loop).",
+    )
     final_ratio: float = optreg.field(0.0, ge=0, le=1, doc="LR at t_max, as a fraction of the initial LR.")
 
     def __attrs_post_init__(self) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from optreg.specs import BuildContext, FieldValueError, OptimizerSpec, field
+from optreg.specs import MAX_STEPS, BuildContext, FieldValueError, OptimizerSpec, field
 
 if TYPE_CHECKING:
     import torch
@@ -135,9 +135,13 @@ class AdEMAMixSpec(_AdamCommon):
     )
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (params shrink by lr * weight_decay).")
     alpha: float = field(2.0, ge=0, doc="Weight of the slow EMA in the update.")
-    alpha_warmup: int | None = field(None, ge=1, doc="Steps over which alpha rises linearly from 0 (unset: none).")
+    alpha_warmup: int | None = field(
+        None, ge=1, le=MAX_STEPS,
+        doc="Steps over which alpha rises linearly from 0 (unset: none).",
+    )
     beta3_warmup: int | None = field(
-        None, ge=1, doc="Steps over which beta3 rises from beta1 on a linear half-life schedule (unset: none)."
+        None, ge=1, le=MAX_STEPS,
+        doc="Steps over which beta3 rises from beta1 on a linear half-life schedule (unset: none)."
     )
 
 
@@ -161,7 +165,10 @@ class SimplifiedAdEMAMixSpec(_AdamCommon):
     betas: tuple[float, float] = field((0.99, 0.95), ge=0, lt=1, doc="Momentum and second-moment decay rates.")
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (params shrink by lr * weight_decay).")
     alpha: float = field(0.0, ge=0, doc="Weight of the current gradient added to the momentum.")
-    beta1_warmup: int | None = field(None, ge=1, doc="Steps over which beta1 rises from min_beta1 (unset: none).")
+    beta1_warmup: int | None = field(
+        None, ge=1, le=MAX_STEPS,
+        doc="Steps over which beta1 rises from min_beta1 (unset: none).",
+    )
     min_beta1: float = field(0.9, ge=0, lt=1, doc="Starting beta1 of the warm-up.")
     bias_correction1: bool = field(False, doc="Divide the momentum by sum_k beta1^k.")
 

@@ -12,7 +12,7 @@ import attrs
 from optreg_adam.specs import AdamWSpec
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
-from optreg.specs import StepInput
+from optreg.specs import MAX_COUNT, MAX_STEPS, StepInput
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,7 @@ class SophiaSpec(OptimizerSpec):
     eps: float = field(1e-12, gt=0, doc="Floor of the denominator gamma * h.")
     weight_decay: float = field(1e-4, ge=0, doc="Decoupled weight decay: p <- p * (1 - lr * weight_decay).")
     update_interval: int = field(
-        10, ge=1, per_group=False, doc="Steps between Hessian estimates (the first step estimates one)."
+        10, ge=1, le=MAX_STEPS, per_group=False, doc="Steps between Hessian estimates (the first step estimates one)."
     )
     distribution: Literal["gaussian", "rademacher"] = field(
         "gaussian", per_group=False, doc="Hutchinson's probe vectors: the paper's gaussian, or rademacher (optax)."
@@ -134,8 +134,14 @@ class GaLoreSpec(WrapperSpec):
     inner: OptimizerSpec = field(
         factory=AdamWSpec, per_group=False, doc="The optimizer of the projected updates (a table with a `type`; adamw)."
     )
-    rank: int = field(128, ge=1, per_group=False, doc="Rank of the projection (capped by each matrix's smaller side).")
-    update_proj_gap: int = field(200, ge=1, per_group=False, doc="Steps between recomputations of the projection.")
+    rank: int = field(
+        128, ge=1, le=MAX_COUNT, per_group=False,
+        doc="Rank of the projection (capped by each matrix's smaller side).",
+    )
+    update_proj_gap: int = field(
+        200, ge=1, le=MAX_STEPS, per_group=False,
+        doc="Steps between recomputations of the projection.",
+    )
     scale: float = field(0.25, gt=0, per_group=False, doc="Scale of the projected-back update (GaLore's alpha).")
 
     def __attrs_post_init__(self) -> None:

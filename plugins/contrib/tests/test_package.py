@@ -31,13 +31,13 @@ def test_every_class_is_exported(name: str) -> None:
     ("build", "message"),
     [
         (lambda ps: __import__("optreg_contrib").MADGRAD(ps, momentum=1.0), r"momentum must be in \[0, 1\)"),
-        (lambda ps: __import__("optreg_contrib").Sophia(ps, update_interval=0), "update_interval must be >= 1"),
+        (lambda ps: __import__("optreg_contrib").Sophia(ps, update_interval=0), r"update_interval must be in \[1, "),
         (lambda ps: __import__("optreg_contrib").Sophia(ps, distribution="uniform"), "rademacher"),
         (lambda ps: __import__("optreg_contrib").DPSGD(ps, l2_norm_clip=0.0), "l2_norm_clip must be > 0"),
         (lambda ps: __import__("optreg_contrib").DPSGD(ps, nesterov=True), "momentum > 0"),
         (lambda ps: __import__("optreg_contrib").SAM(torch.optim.SGD(ps, lr=0.1), rho=0.0), "rho must be > 0"),
         (lambda ps: __import__("optreg_contrib").GaLore(ps, lambda g: torch.optim.SGD(g, lr=0.1), rank=0),
-         "rank must be >= 1"),
+         r"rank must be in \[1, "),
     ],
 )
 def test_constructor_checks_use_the_spec_words(build, message: str) -> None:

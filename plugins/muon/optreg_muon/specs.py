@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, field
+from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
     import torch
@@ -128,9 +129,9 @@ class MuonSpec(_RoutedSpec):
     )
     flatten: bool = field(True, doc="Flatten 3-D+ params to (shape[0], rest); false: a batch of matrices.")
     split_sizes: tuple[int, ...] = field(
-        (), ge=1, doc="Row blocks orthogonalized separately (e.g. [d, d, d] for a fused QKV weight)."
+        (), ge=1, le=MAX_COUNT, doc="Row blocks orthogonalized separately (e.g. [d, d, d] for a fused QKV weight)."
     )
-    num_heads: int = field(1, ge=1, doc="Split each row block into this many per-head blocks.")
+    num_heads: int = field(1, ge=1, le=MAX_COUNT, doc="Split each row block into this many per-head blocks.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
     sharded_ns: Literal["exact", "local"] = field(
         "exact",
@@ -196,8 +197,11 @@ class DionSpec(_RoutedSpec):
     lr: float = field(0.02, ge=0, doc="LR of the orthonormalized matrix update.")
     mu: float = field(0.95, ge=0, lt=1, doc="Momentum factor (share of the used momentum kept).")
     rank_fraction: float = field(1.0, gt=0, le=1, doc="Rank r as a fraction of min(rows, cols).")
-    rank_multiple_of: int = field(1, ge=1, doc="Round r up to a multiple of this.")
-    power_iters: int = field(1, ge=1, doc="Power-iteration steps per optimizer step.")
+    rank_multiple_of: int = field(1, ge=1, le=MAX_COUNT, doc="Round r up to a multiple of this.")
+    power_iters: int = field(
+        1, ge=1, le=1024,
+        doc="Power-iteration steps per optimizer step (at most 1024: each is a matmul).",
+    )
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay of matrices.")
     cautious_wd: bool = field(False, doc="Decay only where the update and the parameter have the same sign.")
     adjust_lr: AdjustLR = field("spectral_norm", doc="LR factor by shape (see muon).")

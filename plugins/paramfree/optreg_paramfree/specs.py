@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +69,10 @@ class ProdigySpec(OptimizerSpec):
     growth_rate: float | None = field(
         None, ge=1, per_group=False, doc="Cap on d's growth per step (e.g. 1.02 for a warmup effect); unset: none."
     )
-    slice_p: int = field(1, ge=1, doc="Compute d's statistics on every slice_p-th element (saves memory).")
+    slice_p: int = field(
+        1, ge=1, le=MAX_COUNT,
+        doc="Compute d's statistics on every slice_p-th element (saves memory).",
+    )
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:

@@ -53,7 +53,7 @@ def _params():
         ("Prodigy", {"beta3": 1.5}, r"beta3 must be in \[0, 1\), got 1.5"),
         ("Prodigy", {"d_coef": 0.0}, "d_coef must be > 0, got 0.0"),
         ("Prodigy", {"growth_rate": 0.5}, "growth_rate must be >= 1, got 0.5"),
-        ("Prodigy", {"slice_p": 0}, "slice_p must be >= 1, got 0"),
+        ("Prodigy", {"slice_p": 0}, r"slice_p must be in \[1, 1048576\], got 0"),
         ("DAdaptAdamW", {"eps": -1.0}, "eps must be >= 0, got -1.0"),
         ("DAdaptSGD", {"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
         ("DAdaptLion", {"d0": 0.0}, "d0 must be > 0, got 0.0"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.specs import MAX_STEPS
 from optreg_schedulefree._momentum import inner_momentum
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     )
     eps: float = field(1e-8, ge=0, doc="Added to the denominator.")
     weight_decay: float = field(0.0, ge=0, doc="Weight decay (scaled by the LR).")
-    warmup_steps: int = field(0, ge=0, doc=_WARMUP_DOC)
+    warmup_steps: int = field(0, ge=0, le=MAX_STEPS, doc=_WARMUP_DOC)
     r: float = field(0.0, ge=0, doc=_R_DOC)
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
@@ -99,7 +100,7 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
     )
     eps: float = field(1e-8, ge=0, doc="Added to the denominator.")
     weight_decay: float = field(0.0, ge=0, doc="Weight decay (scaled by the LR).")
-    warmup_steps: int = field(0, ge=0, doc="Extra linear warmup on top of the rectification (usually 0).")
+    warmup_steps: int = field(0, ge=0, le=MAX_STEPS, doc="Extra linear warmup on top of the rectification (usually 0).")
     r: float = field(0.0, ge=0, doc=_R_DOC)
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
@@ -130,7 +131,7 @@ class ScheduleFreeSGDSpec(OptimizerSpec):
     lr: float = field(1.0, ge=0, doc="Learning rate (larger than SGD's with a schedule, e.g. 1-10x).")
     momentum: float = field(0.9, gt=0, lt=1, doc="Interpolation coefficient beta between x and z.")
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient.")
-    warmup_steps: int = field(0, ge=0, doc=_WARMUP_DOC)
+    warmup_steps: int = field(0, ge=0, le=MAX_STEPS, doc=_WARMUP_DOC)
     r: float = field(0.0, ge=0, doc=_R_DOC)
     weight_lr_power: float = field(2.0, ge=0, doc=_POWER_DOC)
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number
+from optreg.specs import MAX_COUNT
 
 __all__ = ["SpikeDetector"]
 
@@ -46,7 +47,7 @@ class SpikeDetector:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        check_number("rolling_interval_length", rolling_interval_length, ge=2)
+        check_number("rolling_interval_length", rolling_interval_length, ge=2, le=MAX_COUNT)
         check_number("sigma_factor", sigma_factor, ge=0)
         if min_samples is None:
             min_samples = max(2, rolling_interval_length // 2)

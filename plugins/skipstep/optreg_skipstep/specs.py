@@ -13,6 +13,7 @@ from optreg_adam.specs import AdamWSpec
 from optreg_sign.specs import LionSpec
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +30,10 @@ SKIP_FIELDS = ("rolling_interval_length", "sigma_factor", "min_samples", "track_
 
 
 def _rolling_interval_length() -> Any:
-    return field(128, ge=2, per_group=False, kwarg=False, doc="How many recent values the mean and std cover.")
+    return field(
+        128, ge=2, le=MAX_COUNT, per_group=False, kwarg=False,
+        doc="How many recent values the mean and std cover (a window of that many values is allocated).",
+    )
 
 
 def _sigma_factor() -> Any:
@@ -40,7 +44,7 @@ def _sigma_factor() -> Any:
 
 def _min_samples() -> Any:
     return field(
-        None, ge=2, per_group=False, kwarg=False,
+        None, ge=2, le=MAX_COUNT, per_group=False, kwarg=False,
         doc="Values recorded before spikes are judged (default: rolling_interval_length // 2, at least 2); "
         "non-finite values are skipped from the first step.",
     )

@@ -9,8 +9,11 @@ Two layouts, one meaning:
   no gathering) and ``checkpoint/meta.pt`` (the progress, written by rank 0).
 
 Either loads on any number of processes: a run of N ranks resumes on M (M = 1 included), the shards
-re-cut as the new run's strategy shards them. Both are written to a temporary name and renamed, so an
-interrupted save never leaves a broken checkpoint behind. A checkpoint of format 1 (the optimizer's own
+re-cut as the new run's strategy shards them. Both are written to a temporary name, flushed to the disk
+(``os.fsync`` of the file, then of its directory after the rename), and renamed, so neither an interrupted
+save nor a power loss leaves a broken (or renamed but empty) checkpoint behind. A file that is not a
+readable checkpoint (truncated by a full disk or a partial copy, or some other file) is refused with a
+:class:`CheckpointError` naming it. A checkpoint of format 1 (the optimizer's own
 index-keyed ``state_dict()``) still resumes in one process.
 """
 
@@ -27,6 +30,7 @@ from optreg.parallel import ParallelismStrategy, load_state_dicts, state_dicts
 
 __all__ = [
     "CHECKPOINT",
+    "CheckpointError",
     "DISTRIBUTED_CHECKPOINT",
     "FORMAT",
     "load_checkpoint",
@@ -42,20 +46,70 @@ META = "meta.pt"
 FORMAT = 2
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from (truncated, not a torch file, or not optreg train's):
+    the message names the file and what to do."""
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format version) atomically to ``path``."""
+    """Write ``payload`` (plus the format version) atomically and durably to ``path``.
+
+    The bytes go to ``path.tmp``, are fsynced, and the file is renamed over ``path``; the directory is then
+    fsynced so the rename itself survives a power loss (never a renamed but empty checkpoint).
+    """
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush ``directory``'s entries (a rename into it) to the disk; a no-op where the platform cannot
+    (Windows opens no directories; some file systems refuse ``fsync`` on one)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a file written by :func:`save_checkpoint` (``weights_only=True``)."""
+    """Read a file written by :func:`save_checkpoint` (``weights_only=True``).
+
+    A file that does not load (truncated, random bytes, a pickle of arbitrary objects) or loads as something
+    else than an optreg train checkpoint raises :class:`CheckpointError` naming ``path``.
+    """
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint in {path.parent} (expected {path.name})")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    hint = ("move it away to start the run over, or put back a good copy "
+            "(e.g. from the run directory you copied it from)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError... for bad bytes
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0].rstrip(".")[:200]
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({path.stat().st_size} bytes; torch.load: {reason}): it is "
+            f"truncated (an interrupted copy, a full disk) or not a file optreg train wrote; {hint}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") not in (1, FORMAT):
-        raise ValueError(f"{path} is not an optreg train checkpoint (format 1 or {FORMAT})")
+        what = f"a {type(payload).__name__}" if not isinstance(payload, dict) else "a dict without its format"
+        raise CheckpointError(
+            f"{path} is not an optreg train checkpoint (format 1 or {FORMAT}): it holds {what}; {hint}"
+        )
+    if not isinstance(payload.get("step"), int):
+        raise CheckpointError(f"{path} is an incomplete optreg train checkpoint (no step count); {hint}")
     return payload
 
 
@@ -93,6 +147,7 @@ def save_run_state(out: Path, model: Any, optimizer: Any, strategy: ParallelismS
         if final.exists():
             os.replace(final, old)
         os.replace(tmp, final)
+        fsync_directory(out)  # dcp fsyncs its shard files; this makes the renames durable too
         if old.exists():
             shutil.rmtree(old)
     dist.barrier()
@@ -106,6 +161,10 @@ def load_run_state(out: Path, model: Any, optimizer: Any, strategy: ParallelismS
         raise FileNotFoundError(f"no checkpoint in {out} (expected {CHECKPOINT} or {DISTRIBUTED_CHECKPOINT}/)")
     layout, meta = newest
     if layout == "file":
+        missing = [key for key in ("model", "optimizer") if key not in meta]
+        if missing:
+            raise CheckpointError(f"{out / CHECKPOINT} is an incomplete optreg train checkpoint (no "
+                                  f"{' or '.join(missing)} state); move it away to start the run over")
         if meta.get("format") == 1:  # the optimizer's own state_dict(), keyed by index
             if strategy.is_distributed:
                 raise ValueError(f"{out / CHECKPOINT} is of format 1 (before optreg could reshard); resume it in one "

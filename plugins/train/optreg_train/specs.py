@@ -7,8 +7,13 @@ from typing import Any, Literal
 import attrs
 
 from optreg import FieldValueError, field
+from optreg.specs import MAX_COUNT, MAX_STEPS
 
-__all__ = ["FLOAT16_ON_CPU", "TrainSpec"]
+__all__ = ["FLOAT16_ON_CPU", "MAX_BATCH_TOKENS", "TrainSpec"]
+
+#: Most tokens one char_lm micro-batch may hold (batch_size x seq_len): 2**28, a 2 GB index tensor before
+#: any activation, far beyond what this job's small models train with, so a typo cannot take the machine down.
+MAX_BATCH_TOKENS = 2**28
 
 #: Why ``autocast = "float16"`` is refused on CPU (the spec's check and the run's, once the device is known).
 FLOAT16_ON_CPU = (
@@ -34,9 +39,14 @@ class TrainSpec:
         doc="Built-in task: `char_lm` (character-level transformer LM on the standard library's source "
         "or on `data`) or `mlp` (small MLP classifier on synthetic data, trains in seconds).",
     )
-    steps: int = field(200, ge=1, doc="Optimizer steps; also the schedule's length unless [scheduler] sets t_max.")
-    batch_size: int = field(16, ge=1, doc="Sequences (char_lm) or samples (mlp) per micro-batch: a step takes "
-                            "grad_accum_steps of them.")
+    steps: int = field(
+        200, ge=1, le=MAX_STEPS,
+        doc="Optimizer steps; also the schedule's length unless [scheduler] sets t_max.",
+    )
+    batch_size: int = field(
+        16, ge=1, le=MAX_COUNT,
+        doc="Sequences (char_lm) or samples (mlp) per micro-batch: a step takes grad_accum_steps of them.",
+    )
     grad_accum_steps: int = field(
         1, ge=1, le=4096,
         doc="Micro-batches whose gradients are summed into one optimizer step (each loss divided by this "
@@ -49,7 +59,8 @@ class TrainSpec:
     n_layers: int = field(2, ge=1, le=128, doc="Transformer blocks (char_lm).")
     n_heads: int = field(2, ge=1, le=256, doc="Attention heads (char_lm); must divide d_model.")
     eval_interval: int = field(
-        25, ge=1, doc="Steps between evaluations of the held-out loss and checkpoints (the last step always gets both)."
+        25, ge=1, le=MAX_STEPS,
+        doc="Steps between evaluations of the held-out loss and checkpoints (the last step always gets both).",
     )
     eval_batches: int = field(8, ge=1, le=100_000, doc="Held-out batches per evaluation (the same ones every time).")
     val_fraction: float = field(0.1, gt=0, le=0.5, doc="Share of the data held out for validation.")
@@ -58,7 +69,10 @@ class TrainSpec:
         doc="A UTF-8 text file for the char_lm task instead of the standard library's source "
         "(relative paths are relative to the current directory).",
     )
-    max_chars: int = field(1_000_000, ge=1_000, doc="At most this many characters of text are read (char_lm).")
+    max_chars: int = field(
+        1_000_000, ge=1_000, le=2**36,
+        doc="At most this many characters of text are read (char_lm); at most 2**36 (64 Gi characters).",
+    )
     grad_clip: float | None = field(None, gt=0, doc="Clip the global gradient norm to this value before each step.")
     device: Literal["auto", "cpu", "cuda"] = field("auto", doc="Where to train; `auto` picks CUDA when available.")
     autocast: Literal["bfloat16", "float16"] | None = field(
@@ -68,6 +82,12 @@ class TrainSpec:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.task == "char_lm" and self.batch_size * self.seq_len > MAX_BATCH_TOKENS:
+            raise FieldValueError(
+                "batch_size",
+                f"batch_size x seq_len must be <= {MAX_BATCH_TOKENS} tokens per micro-batch, got "
+                f"{self.batch_size} x {self.seq_len}; use grad_accum_steps for a larger step",
+            )
         if self.task == "char_lm" and self.d_model % self.n_heads:
             raise FieldValueError(
                 "n_heads", f"must divide d_model ({self.d_model}); got {self.n_heads}"

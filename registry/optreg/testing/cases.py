@@ -39,6 +39,7 @@ CHECKS = frozenset(
         "maximize",
         "defaults",
         "non_finite",
+        "huge_sizes",
     }
 )
 

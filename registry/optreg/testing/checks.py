@@ -289,6 +289,60 @@ class _SpecChecks:
         if not checked:
             pytest.skip("the spec has no scalar fields to check")
 
+    # -- bounded sizes
+
+    def test_huge_sizes_rejected(self, case: Any) -> None:
+        """Every integer option set to 2**53 is refused with a SpecError at its path, never allocated or looped over.
+
+        The spec must fail to parse (an upper bound, ``field(le=...)``), or building it and taking one step
+        must raise a SpecError at the option's path (a check against the model) or the optimizer's own
+        ``ValueError``. Seeds and fields declared ``unbounded=True`` size nothing and are exempt.
+        """
+        self._skip_if(case, "huge_sizes")
+        cls = type(self.spec_of(case.spec))
+        hints = field_types(cls)
+        checked = 0
+        for f in spec_fields(cls):
+            huge = _huge_value(hints[f.name])
+            if huge is None or size_exempt(f):
+                continue
+            checked += 1
+            where = f"{cls.__name__}.{f.name} = 2**53"
+            advice = (
+                f"give {f.name} an upper bound a real run never needs (optreg.field(..., le=...); see "
+                "optreg.specs.MAX_COUNT and MAX_STEPS) or check it against the model at build time with a "
+                "SpecError; an integer that sizes nothing declares unbounded=True"
+            )
+            try:
+                spec = self.spec_of({**case.spec, f.name: huge})
+            except SpecError as exc:
+                paths = [p for p, _ in exc.errors]
+                assert any(_at_field(p, f.name) for p in paths), (
+                    f"{where} was rejected at {paths}, expected $.{f.name}: {exc}"
+                )
+                continue
+            problem = f"{where} parsed, built and stepped: nothing refuses a size of 2**53"
+            try:
+                _within_seconds(_HUGE_SECONDS, self._run_with, case, spec)
+            except SpecError as exc:
+                paths = [p for p, _ in exc.errors]
+                assert any(_at_field(p, f.name) for p in paths), (
+                    f"{where} was rejected at build time at {paths}, expected $.{f.name}: {exc}"
+                )
+                continue
+            except ValueError:
+                continue  # the optimizer's own argument check: clear enough, and nothing was allocated
+            except (Exception, _Timeout) as exc:  # noqa: BLE001 - any other outcome is the flaw reported
+                problem = (f"{where} parsed, and building and stepping it raised {type(exc).__name__}: "
+                           f"{str(exc)[:300]}")
+            pytest.fail(f"{problem}; {advice}", pytrace=False)
+        if not checked:
+            pytest.skip("the spec has no integer fields that could size anything")
+
+    def _run_with(self, case: Any, spec: Any) -> None:
+        """Build ``spec`` and run it for one step (each kind says how)."""
+        raise NotImplementedError
+
     def test_error_case(self, error_case: ErrorCase) -> None:
         with pytest.raises(SpecError) as info:
             self.spec_of(error_case.spec)
@@ -322,6 +376,63 @@ def _bad_values(tp: Any) -> list[Any]:
     if typing.get_origin(tp) is typing.Literal:
         return ["__not_a_choice__"]
     return []
+
+
+#: The value the huge-sizes check gives every integer option: the first integer a float64 cannot step past.
+HUGE = 2**53
+#: How long building and stepping a spec with a huge option may take before the check calls it a hang.
+_HUGE_SECONDS = 20.0
+
+
+def size_exempt(f: attrs.Attribute) -> bool:
+    """Whether the huge-sizes check leaves integer field ``f`` alone: a seed (``seed``, ``*_seed``) or a field
+    declared ``optreg.field(..., unbounded=True)`` (an ID or bit pattern that sizes nothing)."""
+    return bool(f.metadata.get("unbounded")) or f.name == "seed" or f.name.endswith("_seed")
+
+
+def _huge_value(tp: Any) -> Any:
+    """2**53 in the shape of an integer field (``(2**53,)`` for a tuple of ints), or None for other fields."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        tp, origin = args[0], typing.get_origin(args[0])
+    if tp is int:
+        return HUGE
+    if origin is tuple and typing.get_args(tp) in ((int, Ellipsis), (int,)):
+        return (HUGE,)
+    return None
+
+
+def _at_field(path: str, name: str) -> bool:
+    return path == f"$.{name}" or path.startswith((f"$.{name}[", f"$.{name}."))
+
+
+class _Timeout(BaseException):
+    """Raised in the main thread when a guarded call runs too long (a BaseException so no ``except Exception``
+    inside the optimizer swallows it)."""
+
+
+def _within_seconds(seconds: float, func: Callable[..., Any], *args: Any) -> Any:
+    """Call ``func``, raising :class:`_Timeout` after ``seconds`` where SIGALRM exists in the main thread
+    (a Python-level loop is interrupted; elsewhere the call simply runs)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return func(*args)
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _Timeout(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return func(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _normalized(value: Any) -> Any:
@@ -399,6 +510,14 @@ class OptimizerConformance(_SpecChecks):
         with warnings.catch_warnings():  # the checks step plain tensors on purpose: no embedding to miss
             warnings.simplefilter("ignore", ParamNamesWarning)
             return spec.build(model)
+
+    def _run_with(self, case: OptimizerCase, spec: Any) -> None:
+        torch.manual_seed(0)
+        model = make_problem("quadratic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParamNamesWarning)
+            optimizer = spec.build(model)
+        _train(optimizer, model, 0, 1)
 
     def _field_names(self, case: OptimizerCase) -> set[str]:
         spec = self.spec_of(case.spec)
@@ -1031,6 +1150,15 @@ class SchedulerConformance(_SpecChecks):
 
     def build(self, case: SchedulerCase, optimizer: torch.optim.Optimizer) -> Any:
         return self.registry.build_scheduler(self.spec_of(case.spec), optimizer, t_max=case.t_max)
+
+    def _run_with(self, case: SchedulerCase, spec: Any) -> None:
+        optimizer = _dummy_optimizer([case.initial_lr])
+        scheduler = self.registry.build_scheduler(spec, optimizer, t_max=case.t_max)
+        optimizer.step()
+        if spec.units == "tokens":
+            scheduler.step(tokens=case.step_tokens)
+        else:
+            scheduler.step()
 
     def _advance(self, case: SchedulerCase, scheduler: Any) -> None:
         spec = scheduler.schedule

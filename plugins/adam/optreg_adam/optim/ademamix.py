@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number
+from optreg.specs import MAX_STEPS
 from optreg_adam.functional import kernels as K
 from optreg_adam.optim._base import PerTensorOptimizer, checked_defaults
 
@@ -59,7 +60,7 @@ class AdEMAMix(PerTensorOptimizer):
         check_number("alpha", alpha, ge=0)
         for name, warmup in (("alpha_warmup", alpha_warmup), ("beta3_warmup", beta3_warmup)):
             if warmup is not None:
-                check_number(name, warmup, ge=1)
+                check_number(name, warmup, ge=1, le=MAX_STEPS)
         super().__init__(params, checked_defaults(lr, betas, eps, weight_decay, n_betas=3, alpha=alpha,
                                                   alpha_warmup=alpha_warmup, beta3_warmup=beta3_warmup,
                                                   maximize=maximize, compile=compile))

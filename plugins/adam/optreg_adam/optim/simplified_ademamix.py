@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number
+from optreg.specs import MAX_STEPS
 from optreg_adam.functional import kernels as K
 from optreg_adam.optim._base import PerTensorOptimizer, checked_defaults
 
@@ -57,7 +58,7 @@ class SimplifiedAdEMAMix(PerTensorOptimizer):
                  maximize: bool = False, compile: bool = False) -> None:
         check_number("alpha", alpha, ge=0)
         if beta1_warmup is not None:
-            check_number("beta1_warmup", beta1_warmup, ge=1)
+            check_number("beta1_warmup", beta1_warmup, ge=1, le=MAX_STEPS)
         check_number("min_beta1", min_beta1, ge=0, lt=1)
         super().__init__(params, checked_defaults(lr, betas, eps, weight_decay, alpha=alpha,
                                                   beta1_warmup=beta1_warmup, min_beta1=min_beta1,

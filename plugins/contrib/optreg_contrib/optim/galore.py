@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number, refuse_complex
+from optreg.specs import MAX_COUNT, MAX_STEPS
 from optreg_contrib.optim._proxy import ProxyOptimizer
 
 __all__ = ["GaLore", "galore_projection"]
@@ -61,8 +62,8 @@ class GaLore(ProxyOptimizer):
         update_proj_gap: int = 200,
         scale: float = 0.25,
     ) -> None:
-        check_number("rank", rank, ge=1)
-        check_number("update_proj_gap", update_proj_gap, ge=1)
+        check_number("rank", rank, ge=1, le=MAX_COUNT)
+        check_number("update_proj_gap", update_proj_gap, ge=1, le=MAX_STEPS)
         check_number("scale", scale, gt=0)
         params = list(params)
         groups = params if params and isinstance(params[0], dict) else [{"params": params}]

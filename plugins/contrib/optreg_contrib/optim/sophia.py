@@ -10,6 +10,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from optreg.optim import OptregOptimizer, check_betas, check_number, refuse_complex
+from optreg.specs import MAX_STEPS
 from optreg_contrib.optim._noise import noise_like
 
 __all__ = ["Sophia"]
@@ -84,7 +85,7 @@ class Sophia(OptregOptimizer):
         check_number("gamma", gamma, gt=0)
         check_number("eps", eps, gt=0)
         check_number("weight_decay", weight_decay, ge=0)
-        check_number("update_interval", update_interval, ge=1)
+        check_number("update_interval", update_interval, ge=1, le=MAX_STEPS)
         check_number("seed", seed, ge=0)
         if distribution not in ("gaussian", "rademacher"):
             raise ValueError(f"distribution must be one of 'gaussian', 'rademacher', got {distribution!r}")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number
+from optreg.specs import MAX_COUNT
 from optreg_muon.functional import dion_distributed as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
@@ -76,8 +77,8 @@ class Dion(Orthogonal):
     ) -> None:
         check_number("mu", mu, ge=0, lt=1)
         check_number("rank_fraction", rank_fraction, gt=0, le=1)
-        check_number("rank_multiple_of", rank_multiple_of, ge=1)
-        check_number("power_iters", power_iters, ge=1)
+        check_number("rank_multiple_of", rank_multiple_of, ge=1, le=MAX_COUNT)
+        check_number("power_iters", power_iters, ge=1, le=1024)
         check_number("weight_decay", weight_decay, ge=0)
         check_number("eps", eps, gt=0)
         check_number("seed", seed, ge=0)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from optreg.optim import check_number, is_sharded
-from optreg.specs import FieldValueError
+from optreg.specs import MAX_COUNT, FieldValueError
 from optreg_muon.functional import distributed as D
 from optreg_muon.functional import matrix as F
 from optreg_muon.functional import sharded as S
@@ -130,9 +130,9 @@ class Muon(Orthogonal):
         check_number("weight_decay", weight_decay, ge=0)
         check_number("ns_steps", ns_steps, ge=1, le=99)
         check_number("eps", eps, gt=0)
-        check_number("num_heads", num_heads, ge=1)
+        check_number("num_heads", num_heads, ge=1, le=MAX_COUNT)
         for i, size in enumerate(split_sizes):
-            check_number(f"split_sizes[{i}]", size, ge=1)
+            check_number(f"split_sizes[{i}]", size, ge=1, le=MAX_COUNT)
         resolve_coefficients(ns_coefficients, ns_steps)  # fail early on bad coefficients
         F.adjust_lr_ratio(adjust_lr, 1, 1)
         defaults = {

@@ -18,6 +18,7 @@ from optreg.optim import (
     params_with_grads,
     real_view,
 )
+from optreg.specs import MAX_COUNT
 from optreg_paramfree.optim._common import (
     GlobalSums,
     ScopedScalarOptimizer,
@@ -99,7 +100,7 @@ class Prodigy(ScopedScalarOptimizer):
         check_number("d0", d0, gt=0)
         check_number("d_coef", d_coef, gt=0)
         check_growth_rate(growth_rate)
-        check_number("slice_p", slice_p, ge=1)
+        check_number("slice_p", slice_p, ge=1, le=MAX_COUNT)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from optreg.optim import OptregOptimizer, Scratch, as_scalar, check_number, group_device, real_view
+from optreg.specs import MAX_STEPS
 
 __all__ = ["SCHEDULE_WARNING", "ScheduleFreeOptimizer", "check_schedule_free_options", "eval_mode_error"]
 
@@ -40,7 +41,7 @@ def check_schedule_free_options(lr: Any, weight_decay: float, warmup_steps: int,
     """The constructor checks every schedule-free optimizer shares, worded as the spec's bounds."""
     check_number("lr", lr, ge=0)
     check_number("weight_decay", weight_decay, ge=0)
-    check_number("warmup_steps", warmup_steps, ge=0)
+    check_number("warmup_steps", warmup_steps, ge=0, le=MAX_STEPS)
     check_number("r", r, ge=0)
     check_number("weight_lr_power", weight_lr_power, ge=0)
 

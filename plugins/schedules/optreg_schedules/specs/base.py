@@ -27,6 +27,7 @@ import attrs
 
 from optreg import FieldValueError, SchedulerSpec, SpecError, field
 from optreg.errors import format_path
+from optreg.specs import MAX_STEPS
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +99,7 @@ def count_of(count: int | None, fraction: float | None, length: float | None, wh
 
 
 def _count(doc: str) -> Any:
-    return field(None, ge=0, doc=doc)
+    return field(None, ge=0, le=MAX_STEPS, doc=doc)
 
 
 def _fraction(doc: str) -> Any:

@@ -27,6 +27,7 @@ from typing import ClassVar
 import attrs
 
 from optreg import FieldValueError, field
+from optreg.specs import MAX_STEPS
 from optreg_schedules.specs.base import DecayShape, Schedule, interpolate
 from optreg_schedules.specs.sequential import OverrideDecay
 
@@ -37,7 +38,7 @@ __all__ = ["Composable", "ComposableStage"]
 class ComposableStage:
     """One stage of ``composable``: from its start LR to its end LR over ``duration``, along ``shape``."""
 
-    duration: int = field(ge=1, doc="Length of the stage in `units`.")
+    duration: int = field(ge=1, le=MAX_STEPS, doc="Length of the stage in `units`.")
     shape: DecayShape = field(
         "linear", doc="How the LR goes from the start LR to the end LR: linear, cosine or sqrt (1 - sqrt(p))."
     )

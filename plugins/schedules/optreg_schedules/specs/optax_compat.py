@@ -8,6 +8,7 @@ from typing import ClassVar
 import attrs
 
 from optreg import FieldValueError, field
+from optreg.specs import MAX_STEPS
 from optreg_schedules.specs.base import (
     Problem,
     Schedule,
@@ -44,7 +45,8 @@ class WarmupCosineDecay(Schedule):
     init_value: float = field(0.0, ge=0, doc="LR at current = 0 (absolute), as optax's init_value.")
     end_value: float = field(0.0, ge=0, doc="LR at the end of the cosine (absolute), held afterwards.")
     decay_steps: int | None = field(
-        None, ge=1, doc="Total length, warmup included, in `units` (as optax's decay_steps); defaults to t_max."
+        None, ge=1, le=MAX_STEPS,
+        doc="Total length, warmup included, in `units` (as optax's decay_steps); defaults to t_max."
     )
     exponent: float = field(1.0, gt=0, doc="The cosine factor is raised to this power (optax's exponent).")
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import attrs
 
 from optreg import FieldValueError, SchedulerSpec, SpecError, field
+from optreg.specs import MAX_STEPS
 from optreg_schedules.specs.base import DecayShape, Problem, Schedule, interpolate
 
 __all__ = ["OverrideDecay", "Sequential"]
@@ -20,8 +21,8 @@ class OverrideDecay:
     ``end_lr_fraction`` of the initial LR) over ``duration``, then holds it.
     """
 
-    start: int = field(ge=0, doc="Where the override begins, in `units` from the start of the run.")
-    duration: int = field(ge=1, doc="Length of the override decay in `units`.")
+    start: int = field(ge=0, le=MAX_STEPS, doc="Where the override begins, in `units` from the start of the run.")
+    duration: int = field(ge=1, le=MAX_STEPS, doc="Length of the override decay in `units`.")
     shape: DecayShape = field("linear", doc="Shape of the decay: linear, cosine or sqrt (1 - sqrt(p)).")
     end_lr: float | None = field(None, ge=0, doc="Final LR (absolute); give this or `end_lr_fraction`.")
     end_lr_fraction: float | None = field(
@@ -76,7 +77,7 @@ class Sequential(Schedule):
         doc="The schedules, in order: tables with a `type` naming a registered scheduler."
     )
     durations: tuple[int, ...] = field(
-        (), ge=1, doc="Length of every schedule but the last, in `units` (the last runs to the end)."
+        (), ge=1, le=MAX_STEPS, doc="Length of every schedule but the last, in `units` (the last runs to the end)."
     )
     override_decay: OverrideDecay | None = field(
         None, doc="Optional late decay from `start` on: a table with start, duration, shape, end_lr or end_lr_fraction."

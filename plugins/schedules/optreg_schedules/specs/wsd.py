@@ -8,6 +8,7 @@ from typing import ClassVar
 import attrs
 
 from optreg import FieldValueError, field
+from optreg.specs import MAX_STEPS
 from optreg_schedules.specs.base import (
     DecayShape,
     DecayTail,
@@ -117,7 +118,9 @@ class WSDS(WarmupSchedule):
         "Perspective (arXiv:2410.05192)"
     )
 
-    period_lengths: tuple[int, ...] = field(doc="Length of each period in `units` (the warmup is in the first).", ge=1)
+    period_lengths: tuple[int, ...] = field(
+        doc="Length of each period in `units` (the warmup is in the first).", ge=1, le=MAX_STEPS
+    )
     period_lr_multipliers: tuple[float, ...] = field(
         (), gt=0, doc="Peak LR of each period as a multiple of the initial LR (empty: 1 for every period)."
     )

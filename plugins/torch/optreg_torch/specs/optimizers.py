@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 import optreg
-from optreg.specs import StepInput
+from optreg.specs import MAX_COUNT, StepInput
 
 if TYPE_CHECKING:
     import torch
@@ -319,13 +319,15 @@ class LBFGSSpec(TorchOptimizerSpec):
     SHARDING_REFUSAL: ClassVar[str | None] = "it flattens every parameter into one vector, which DTensors refuse"
 
     lr: float = optreg.field(1.0, ge=0, doc="Step length (the line search's first trial with strong_wolfe).")
-    max_iter: int = optreg.field(20, ge=1, doc="Iterations per optimizer.step().")
+    max_iter: int = optreg.field(20, ge=1, le=MAX_COUNT, doc="Iterations per optimizer.step().")
     max_eval: int | None = optreg.field(
-        None, ge=1, doc="Closure evaluations per optimizer.step(); leave out for max_iter * 5 // 4."
+        None, ge=1, le=MAX_COUNT, doc="Closure evaluations per optimizer.step(); leave out for max_iter * 5 // 4."
     )
     tolerance_grad: float = optreg.field(1e-7, ge=0, doc="Stop when max |g| is at most this.")
     tolerance_change: float = optreg.field(1e-9, ge=0, doc="Stop when the loss or the step changes by at most this.")
-    history_size: int = optreg.field(100, ge=1, doc="Number of (s, y) pairs kept.")
+    history_size: int = optreg.field(
+        100, ge=1, le=2**16, doc="Number of (s, y) pairs kept (each pair is two copies of the parameters)."
+    )
     line_search_fn: Literal["strong_wolfe"] | None = optreg.field(
         None, doc="`strong_wolfe` for torch's line search; leave out for fixed steps of lr."
     )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 import optreg
+from optreg.specs import MAX_STEPS
 
 if TYPE_CHECKING:
     import torch
@@ -109,7 +110,7 @@ class _MomentumCycling:
 
 
 def _positive_int(doc: str) -> Any:
-    return optreg.field(ge=1, doc=doc)
+    return optreg.field(ge=1, le=MAX_STEPS, doc=doc)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,7 +153,7 @@ class MultiStep(TorchSchedule):
     TORCH_CLASS: ClassVar[str] = "MultiStepLR"
 
     milestones: tuple[int, ...] = optreg.field(
-        ge=1, validator=_increasing, doc="Where the LR decays, in `units`, strictly increasing."
+        ge=1, le=MAX_STEPS, validator=_increasing, doc="Where the LR decays, in `units`, strictly increasing."
     )
     gamma: float = optreg.field(0.1, gt=0, doc="Factor of each decay.")
 
@@ -250,7 +251,10 @@ class CosineWarmRestarts(TorchSchedule):
     RENAMED: ClassVar[Mapping[str, str]] = {"T_0": "t_0", "T_mult": "t_mult"}
 
     t_0: int = _positive_int("Length of the first cycle, in `units` (torch's T_0).")
-    t_mult: int = optreg.field(1, ge=1, doc="Each cycle is this many times longer than the last (torch's T_mult).")
+    t_mult: int = optreg.field(
+        1, ge=1, le=1024,
+        doc="Each cycle is this many times longer than the last (torch's T_mult).",
+    )
     eta_min: float = optreg.field(0.0, ge=0, doc="LR at the end of each cycle (absolute).")
 
     def cycle(self, current: int) -> tuple[int, int]:
@@ -386,9 +390,9 @@ class Cyclic(_MomentumCycling, TorchSchedule):
     }
 
     base_lr: float = optreg.field(ge=0, doc="LR at the bottom of each cycle (absolute; the peak is the group's LR).")
-    step_size_up: int = optreg.field(2000, ge=1, doc="Length of the rising half of a cycle, in `units`.")
+    step_size_up: int = optreg.field(2000, ge=1, le=MAX_STEPS, doc="Length of the rising half of a cycle, in `units`.")
     step_size_down: int | None = optreg.field(
-        None, ge=1, doc="Length of the falling half; leave out for step_size_up."
+        None, ge=1, le=MAX_STEPS, doc="Length of the falling half; leave out for step_size_up."
     )
     mode: Literal["triangular", "triangular2", "exp_range"] = optreg.field(
         "triangular", doc="Amplitude per cycle: constant, halved each cycle, or gamma ** current."
