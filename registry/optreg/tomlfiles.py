@@ -33,6 +33,9 @@ def parse_toml(text: str, *, file: str | None = None) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(syntax_error_message(exc, text), path="$", file=file) from None
+    except RecursionError:  # the parser recurses per nesting level: a spec is never that deep
+        raise SpecError("TOML nested too deeply (arrays or tables inside each other by the thousand)", path="$",
+                        file=file) from None
 
 
 def syntax_error_message(exc: Exception, text: str) -> str:

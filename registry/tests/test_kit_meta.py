@@ -266,3 +266,67 @@ def test_kit_catches_every_flaw(pytester):
     assert "stateful" in failed.get("test_resume_gives_same_lrs", set())
     assert "stateful" in failed.get("test_expected_values", set())
     assert "negative" in failed.get("test_lr_finite_and_nonnegative", set())
+
+
+FUZZ_INNER = '''
+from typing import ClassVar
+
+import attrs
+import torch
+
+import optreg
+from optreg import Registry
+from optreg.testing import OptimizerCase, OptimizerConformance
+
+#: A lookup keyed by the option's value: any momentum but these raises KeyError in the converter.
+NAMES = {0.0: "plain", 0.9: "heavy ball"}
+
+
+def make_spec(name, flaw):
+    @attrs.frozen(kw_only=True)
+    class Spec(optreg.OptimizerSpec):
+        TYPE: ClassVar[str] = name
+        lr: float = optreg.field(0.02, ge=0)
+        momentum: float = optreg.field(0.9, ge=0, lt=1)
+
+        def __attrs_post_init__(self):
+            if flaw:
+                NAMES[self.momentum]
+
+        def create(self, groups, context):
+            return torch.optim.SGD(groups, **self.optimizer_kwargs())
+
+    return Spec
+
+
+@optreg.hookimpl
+def optreg_register_optimizers(register):
+    register(make_spec("sgd_fine", False))
+    register(make_spec("sgd_key_error", True))
+
+
+import sys
+PLUGIN = sys.modules[__name__]
+
+
+class TestFuzz(OptimizerConformance):
+    cases = [OptimizerCase(spec={"type": "sgd_fine"}, id="fine"),
+             OptimizerCase(spec={"type": "sgd_key_error"}, id="key_error")]
+
+    def make_registry(self):
+        return Registry(plugins=[PLUGIN], entry_points=False)
+'''
+
+
+def test_kit_fuzz_check_catches_a_key_error_in_the_converter(pytester):
+    """A spec whose ``__attrs_post_init__`` raises KeyError for some values (which the converter turns into a
+    SpecError reading ``$.optimizer: 0.5``) fails the kit's fuzz check; the same spec without the flaw passes."""
+    pytester.makeconftest('pytest_plugins = ["optreg.testing.plugin"]\n')
+    pytester.makepyfile(test_fuzz_flaw=FUZZ_INNER)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-rA", "-k", "test_fuzz_specs")
+    out = result.stdout.str()
+    assert any(line.startswith("PASSED") and "test_fuzz_specs[fine]" in line for line in result.outlines), out[-3000:]
+    assert any(line.startswith("FAILED") and "test_fuzz_specs[key_error]" in line for line in result.outlines), (
+        out[-3000:]
+    )
+    assert "hides a crash (KeyError" in out, out[-3000:]

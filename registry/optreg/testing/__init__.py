@@ -16,7 +16,8 @@ and in a test module::
 Every ``test_*`` of the base class then runs for every case: discovery in a
 fresh registry, round trip, strict errors, descent on a quadratic, Rosenbrock
 and a tiny MLP, exact save/load/resume, None and zero grads, 0-size and frozen
-params, bf16, group overrides, closure, and the declared capabilities.
+params, bf16, group overrides, closure, and the declared capabilities; and
+``test_fuzz_specs``, property-based fuzzing of the spec (:mod:`optreg.testing.fuzz`, with hypothesis).
 """
 
 from optreg.testing.cases import CAPABILITIES, CHECKS, ErrorCase, OptimizerCase, SchedulerCase

@@ -351,6 +351,17 @@ class _SpecChecks:
         message = next(m for p, m in info.value.errors if p == error_case.path)
         assert re.search(error_case.match, message), f"{message!r} does not match {error_case.match!r}"
 
+    # -- fuzzing
+
+    def test_fuzz_specs(self, case: Any) -> None:
+        """Specs generated from the case's fields and mutated TOML (:mod:`optreg.testing.fuzz`): parsing raises
+        only SpecError, a spec that parses builds and steps or raises SpecError, dump/parse round-trips.
+        ``OPTREG_FUZZ_EXAMPLES=500`` runs more examples."""
+        pytest.importorskip("hypothesis", reason="the kit's fuzz check needs hypothesis (in optreg's test extra)")
+        from optreg.testing.fuzz import fuzz_case
+
+        fuzz_case(self, case)
+
     def _skip_if(self, case: Any, check: str) -> None:
         reason = getattr(case, "skip", {}).get(check)
         if reason:

@@ -21,10 +21,10 @@ def beta3_schedule(t: torch.Tensor, beta_start: float, beta_end: float, warmup: 
 
     ``exp(ln(b_start) ln(b_end) / ((1 - a) ln(b_end) + a ln(b_start)))`` with ``a = min(t/warmup, 1)``.
     """
+    if beta_end == 0.0:  # no slow EMA at all: nothing to warm up (and ln(0) is undefined)
+        return torch.zeros_like(t)
     a = torch.clamp(t / warmup, max=1.0)
     ls, le = math.log(max(beta_start, 1e-8)), math.log(beta_end)
-    if beta_end == 0.0:
-        return torch.zeros_like(t)
     return torch.clamp(torch.exp(ls * le / ((1.0 - a) * le + a * ls)), max=beta_end)
 
 

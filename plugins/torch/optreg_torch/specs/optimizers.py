@@ -505,7 +505,7 @@ class SparseAdamSpec(TorchOptimizerSpec):
     )
     TORCH_CLASS: ClassVar[str] = "SparseAdam"
 
-    lr: float = optreg.field(1e-3, ge=0, doc="Learning rate.")
+    lr: float = optreg.field(1e-3, gt=0, doc="Learning rate (torch's SparseAdam refuses 0).")
     betas: tuple[float, float] = _betas_field()
     eps: float = optreg.field(1e-8, gt=0, doc="Added to the denominator.")
     maximize: bool = _maximize_field()
