@@ -52,11 +52,8 @@ def test_fixed_findings_stay_fixed() -> None:
 #: More open findings of bench/fuzz_specs.py (100 examples per name, seed 7): spec tables that parse and then
 #: raise something other than SpecError when built or stepped. Each should become a SpecError at its path.
 FINDINGS = [
-    ({"type": "normuon", "ns_coefficients": []}, "an empty coefficient list parses; the step raises ValueError"),
     ({"type": "rprop", "lr": 1e300}, "lr beyond float32 parses; torch's Rprop raises RuntimeError (overflow)"),
     ({"type": "rprop", "etas": [1e-300, 1e300]}, "etas beyond float32 parse; the step raises RuntimeError (overflow)"),
-    ({"type": "mechanic", "inner": {"type": "sophia"}},
-     "Mechanic accepts Sophia as its inner (SAM refuses it); Sophia's step raises RuntimeError (no graph)"),
 ]
 
 
@@ -67,15 +64,31 @@ def test_open_finding(table: dict, reason: str) -> None:
     raise AssertionError(f"fixed: {table} now passes every property; remove it from FINDINGS")
 
 
+@pytest.mark.parametrize(
+    ("table", "where"),
+    [
+        ({"type": "normuon", "ns_coefficients": []}, "$.optimizer.ns_coefficients"),
+        ({"type": "mechanic", "inner": {"type": "sophia"}}, "$.optimizer.inner"),
+        ({"type": "mechanic", "inner": {"type": "lbfgs"}}, "$.optimizer.inner"),
+    ],
+    ids=["normuon-empty-coefficients", "mechanic-sophia", "mechanic-lbfgs"],
+)
+def test_fixed_findings_are_spec_errors_at_their_path(table: dict, where: str) -> None:
+    """Found by the fuzzer: these parsed and then failed at the step; now the spec is refused at the field."""
+    with pytest.raises(optreg.SpecError) as info:
+        optreg.parse_spec({"optimizer": table})
+    assert info.value.path == where, str(info.value)
+
+
 @pytest.mark.skipif(torch.cuda.is_available() or bool(os.environ.get("TRITON_INTERPRET")),
                     reason="the Triton kernels run here")
-@pytest.mark.parametrize("name", ["normuon", "dion2"])
-def test_open_finding_triton_backend_on_cpu(name: str) -> None:
-    """``ns_backend = "triton"`` parses on a CPU-only machine, and the step raises RuntimeError (not a SpecError
-    at ``$.optimizer.ns_backend`` when the optimizer is built on CPU params)."""
-    if _fails({"type": name, "ns_backend": "triton"}):
-        pytest.xfail("ns_backend = 'triton' on CPU fails at the step with RuntimeError")
-    raise AssertionError(f"fixed: {name} with ns_backend = 'triton' on CPU passes; remove this test")
+@pytest.mark.parametrize("name", ["muon", "normuon", "dion2"])
+def test_triton_backend_on_a_cpu_only_machine_is_refused_at_build(name: str) -> None:
+    """A spec written for a GPU machine still reads here; building it on CPU parameters names the field."""
+    spec = optreg.parse_spec({"optimizer": {"type": name, "ns_backend": "triton"}})
+    with pytest.raises(optreg.SpecError) as info:
+        spec.optimizer.build(torch.nn.Linear(4, 4))
+    assert info.value.path == "$.ns_backend" or info.value.path.endswith("ns_backend"), str(info.value)
 
 
 def _fails(table: dict) -> bool:

@@ -43,6 +43,31 @@ def _meshes(context: BuildContext) -> dict[str, Any] | None:
     return {role: strategy.mesh(role) for role in ROLES}
 
 
+def _check_newton_schulz(spec: Any) -> None:
+    """Newton-Schulz options that can never run, refused when the spec is read: Triton in float64, and an
+    empty list of coefficients."""
+    if spec.ns_dtype == "float64" and spec.ns_backend == "triton":
+        raise FieldValueError(
+            "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
+        )
+    if not isinstance(spec.ns_coefficients, str) and len(spec.ns_coefficients) == 0:
+        raise FieldValueError("ns_coefficients", "give a preset name, one (a, b, c) triple or triples, not []")
+
+
+def _check_triton_here(spec: Any, param_groups: list[dict[str, Any]]) -> None:
+    """``ns_backend = "triton"`` where the parameters live: refused at build (a spec written for a GPU machine
+    still reads anywhere), rather than at the first step."""
+    if spec.ns_backend != "triton":
+        return
+    from optreg_muon.functional import triton_ns
+
+    for group in param_groups:
+        for p in group["params"]:
+            tensor = p[1] if isinstance(p, tuple) else p
+            if tensor.ndim >= 2 and not triton_ns.available(tensor.device):
+                raise FieldValueError("ns_backend", triton_ns.unavailable_reason(tensor.device) + "; use 'auto'")
+
+
 @attrs.frozen(kw_only=True)
 class _RoutedSpec(OptimizerSpec):
     """Options shared by the family: the AdamW branch for non-matrix parameters."""
@@ -143,12 +168,10 @@ class MuonSpec(_RoutedSpec):
     def __attrs_post_init__(self) -> None:
         if self.num_heads > 1 and any(s % self.num_heads for s in self.split_sizes):
             raise FieldValueError("num_heads", f"every split size must be divisible by num_heads={self.num_heads}")
-        if self.ns_dtype == "float64" and self.ns_backend == "triton":
-            raise FieldValueError(
-                "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
-            )
+        _check_newton_schulz(self)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        _check_triton_here(self, param_groups)
         from optreg_muon.optim import Muon
 
         return Muon(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
@@ -174,6 +197,7 @@ class NorMuonSpec(MuonSpec):
     normuon_eps: float = field(1e-8, gt=0, doc="Added to the root of the second moment.")
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        _check_triton_here(self, param_groups)
         from optreg_muon.optim import NorMuon
 
         return NorMuon(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))
@@ -270,12 +294,10 @@ class Dion2Spec(_RoutedSpec):
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
 
     def __attrs_post_init__(self) -> None:
-        if self.ns_dtype == "float64" and self.ns_backend == "triton":
-            raise FieldValueError(
-                "ns_backend", "the Triton kernels run bfloat16 or float32; ns_dtype = 'float64' needs 'torch' or 'auto'"
-            )
+        _check_newton_schulz(self)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
+        _check_triton_here(self, param_groups)
         from optreg_muon.optim import Dion2
 
         return Dion2(param_groups, **self.optimizer_kwargs(), meshes=_meshes(context))

@@ -267,6 +267,11 @@ class MechanicSpec(WrapperSpec):
     def __attrs_post_init__(self) -> None:
         if isinstance(self.inner, MechanicSpec):
             raise FieldValueError("inner", "Mechanic inside Mechanic is not supported; wrap a plain optimizer")
+        if self.inner.step_input() != "gradients":  # SAM, Sophia, L-BFGS (a closure), DP-SGD (per-example)
+            raise FieldValueError(
+                "inner", f"{type(self.inner).TYPE!r} needs a {self.inner.step_input()} step, but Mechanic steps its "
+                "inner optimizer from the gradients in .grad; wrap an optimizer that steps from them"
+            )
 
     def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.mechanic import Mechanic
