@@ -8,6 +8,7 @@ import strings: names resolve only through the :class:`optreg.Registry`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -441,8 +442,20 @@ class SchedulerSpec(Spec):
     )
 
     def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
-        """The LR at ``current`` for a group whose initial LR is ``initial_lr``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_lr")
+        """The LR at ``current`` for a group whose initial LR is ``initial_lr``.
+
+        The spec's own ``t_max`` wins over the one passed (as the built ``ScheduledLR`` does), a
+        ``current`` before the start (< 0) gives the LR at 0 (no schedule extrapolates its warmup to
+        negative LRs), a non-finite ``current`` is a ``ValueError``; then :meth:`compute_lr`. A schedule
+        implements :meth:`compute_lr` (or overrides this method whole).
+        """
+        if not math.isfinite(current):
+            raise ValueError(f"current must be a finite count of {self.units}, got {current!r}")
+        return self.compute_lr(initial_lr, max(current, 0), self.t_max if self.t_max is not None else t_max)
+
+    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
+        """The schedule's formula, for ``current >= 0`` and ``t_max`` already resolved (None: unknown)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_lr (or get_lr)")
 
     def needs_t_max(self) -> bool:
         """Whether this configuration needs the run length (a cosine decay does; a constant, or a

@@ -157,29 +157,12 @@ def check_one_of(
 class Schedule(SchedulerSpec):
     """Base of this plugin's schedules: option checks against the run length and the groups' LRs.
 
-    Subclasses implement :meth:`compute_lr`; :meth:`get_lr` is what everyone calls.
+    Subclasses implement :meth:`compute_lr`; :meth:`get_lr` (the core's: ``t_max`` resolved, ``current``
+    clamped at 0) is what everyone calls.
     """
 
     #: Whether every configuration of this schedule needs the run length (``needs_t_max`` refines it).
     NEEDS_T_MAX: ClassVar[bool] = False
-
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
-        """The LR at ``current`` for a group whose initial LR is ``initial_lr``.
-
-        The spec's own ``t_max`` wins over the one passed (as the built ``ScheduledLR`` does), so
-        the spec and its scheduler never disagree. A ``current`` before the start (< 0) gives the
-        LR at 0, as OLMo-core's ``ComposableScheduler`` does (``max(current, 0)``): no schedule
-        extrapolates its warmup to negative LRs. A non-finite ``current`` is a ``ValueError``.
-        """
-        if not math.isfinite(current):
-            raise ValueError(f"current must be a finite count of {self.units}, got {current!r}")
-        if current < 0:
-            current = 0
-        return self.compute_lr(initial_lr, current, self.t_max if self.t_max is not None else t_max)
-
-    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
-        """The schedule's formula, for ``current >= 0`` and ``t_max`` already resolved (None: unknown)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_lr")
 
     def __attrs_post_init__(self) -> None:
         self.check_options()

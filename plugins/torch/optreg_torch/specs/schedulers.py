@@ -58,7 +58,8 @@ LAST_EPOCH = (
 
 @attrs.frozen(kw_only=True)
 class TorchSchedule(optreg.SchedulerSpec):
-    """Base of the torch schedules: clamps ``current``, resolves ``t_max``, and names the torch class.
+    """Base of the torch schedules: names the torch class (the core's ``get_lr`` clamps ``current`` and
+    resolves ``t_max``; each schedule implements ``compute_lr``).
 
     ``TORCH_CLASS``: the ``torch.optim.lr_scheduler`` class this schedule reproduces. ``RENAMED``:
     torch argument -> the option that plays its part (a field, :data:`INITIAL_LR` or ``t_max``).
@@ -71,15 +72,6 @@ class TorchSchedule(optreg.SchedulerSpec):
     LEFT_OUT: ClassVar[Mapping[str, str]] = {"last_epoch": LAST_EPOCH}
     DEFAULTS_DIFFER: ClassVar[Mapping[str, str]] = {}
     NEEDS_T_MAX: ClassVar[bool] = False
-
-    def get_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
-        """The LR at ``current``; the spec's own ``t_max`` wins, ``current < 0`` gives the LR at 0."""
-        if not math.isfinite(current):
-            raise ValueError(f"current must be a finite count of {self.units}, got {current!r}")
-        return self.compute_lr(initial_lr, max(current, 0), self.t_max if self.t_max is not None else t_max)
-
-    def compute_lr(self, initial_lr: float, current: float, t_max: float | None) -> float:
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_lr")
 
     def needs_t_max(self) -> bool:
         return self.NEEDS_T_MAX
