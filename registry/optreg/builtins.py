@@ -51,6 +51,10 @@ class SGDSpec(OptimizerSpec):
         if self.foreach and self.fused:
             raise FieldValueError("fused", "choose foreach or fused, not both")
 
+    def param_state_layout(self, param, options):
+        """A momentum buffer per parameter when momentum is on (torch keeps none without)."""
+        return [param.like("momentum_buffer")] if options["momentum"] != 0 else []
+
     def create(self, param_groups, context):
         return _torch_sgd()(param_groups, **self.optimizer_kwargs())
 

@@ -9,7 +9,7 @@ import strings: names resolve only through the :class:`optreg.Registry`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from optreg.memory import GroupShape, ParamShape, StateEntry, StateTensor
     from optreg.parallel import ParallelismStrategy
 
 __all__ = [
@@ -333,6 +334,48 @@ class OptimizerSpec(Spec):
         """
         return None
 
+    # -- the state layout: what the optimizer allocates, declared once (see optreg.memory)
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The state tensors this optimizer keeps for one parameter, under its group's ``options`` (the spec's
+        options overlaid with the group's): e.g. ``[param.like("exp_avg"), param.like("exp_avg_sq"),
+        scalar("step")]``. What ``optreg validate --model`` reports and ``optreg train`` checks against
+        the available memory; the conformance kit checks it against the state after a step.
+
+        Override it (and :meth:`group_state_layout` / :meth:`shared_state_layout` for state kept once
+        per group or per optimizer). The default says the layout is not declared.
+        """
+        from optreg.memory import StateLayoutNotDeclared
+
+        raise StateLayoutNotDeclared(f"{type(self).__name__} declares no state layout (param_state_layout)")
+
+    def group_state_layout(self, group: GroupShape) -> Sequence[StateTensor]:
+        """State tensors kept once per param group (a schedule-free weight sum kept as a tensor); none by default."""
+        return ()
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> Sequence[StateTensor]:
+        """State tensors kept once per optimizer (L-BFGS' flat history, a skip-step statistics window); none by
+        default."""
+        return ()
+
+    def own_state_layout(self, groups: Sequence[GroupShape]) -> list[StateEntry]:
+        """This spec's own state for ``groups`` (a wrapper's inner optimizers declare theirs), as entries."""
+        from optreg.memory import StateEntry
+
+        entries = [
+            StateEntry(self.TYPE, group.name, param.fqn, tensor)
+            for group in groups
+            for param in group.params
+            for tensor in self.param_state_layout(param, group.options)
+        ]
+        entries += [
+            StateEntry(self.TYPE, group.name, None, tensor)
+            for group in groups
+            for tensor in self.group_state_layout(group)
+        ]
+        entries += [StateEntry(self.TYPE, "(optimizer)", None, t) for t in self.shared_state_layout(groups)]
+        return entries
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         """Instantiate the optimizer over ready-made param groups."""
         if self.optimizer_class is None:
@@ -417,6 +460,16 @@ class WrapperSpec(OptimizerSpec):
         inner optimizer's."""
         own = type(self).STEP_INPUT
         return own if own != "gradients" else self.inner.step_input()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The wrapper's own state per parameter, besides its inner optimizer's (which ``inner`` declares):
+        none by default; a wrapper that keeps some overrides this."""
+        return ()
+
+    def inner_groups(self, groups: Sequence[GroupShape]) -> Sequence[GroupShape]:
+        """The param groups as the inner optimizer's state sees them: unchanged by default; a wrapper that steps
+        its inner optimizer on other tensors (GaLore: low-rank projections) returns their shapes."""
+        return groups
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         return self.wrap(self.inner.create(param_groups, context), context)

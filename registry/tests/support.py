@@ -26,6 +26,13 @@ class TorchAdamSpec(OptimizerSpec):
     amsgrad: bool = field(False)
     foreach: bool | None = field(None, per_group=False)
 
+    def param_state_layout(self, param, options):
+        """Adam's two moments and a float32 step counter; the running maximum with amsgrad."""
+        from optreg.memory import scalar
+
+        extra = [param.like("max_exp_avg_sq")] if options["amsgrad"] else []
+        return [scalar("step"), param.like("exp_avg"), param.like("exp_avg_sq"), *extra]
+
     def create(self, param_groups, context):
         return torch.optim.Adam(param_groups, **self.optimizer_kwargs())
 

@@ -121,6 +121,10 @@ def make_spec(name, flaw):
         window: int = optreg.field(8, ge=1, le=None if flaw == "unbounded_size" else 2**20, per_group=False)
         seed: int = optreg.field(0, ge=0, per_group=False)
 
+        def param_state_layout(self, param, options):
+            # the flaw declares a layout that forgets the momentum buffer the optimizer keeps
+            return [] if flaw == "layout_misses_state" else [param.like("momentum_buffer")]
+
         def create(self, groups, context):
             cls = DriftedDefaults if flaw == "drifted_default" else FlawedSGD
             return cls(groups, flaw=flaw, **self.optimizer_kwargs())
@@ -131,7 +135,7 @@ def make_spec(name, flaw):
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
          "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze",
-         "unbounded_size"]
+         "unbounded_size", "layout_misses_state"]
 
 
 @attrs.frozen(kw_only=True)
@@ -227,6 +231,7 @@ EXPECTED = {
     "test_spec_defaults_agree_with_the_optimizer": {"drifted_default"},
     "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
     "test_huge_sizes_rejected": {"unbounded_size"},
+    "test_state_estimate_matches_a_step": {"layout_misses_state"},
 }
 
 

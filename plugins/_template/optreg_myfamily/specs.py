@@ -6,6 +6,7 @@ An optimizer spec imports its optimizer class inside ``create()``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -14,6 +15,8 @@ import optreg
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import ParamShape, StateTensor
 
 __all__ = ["ALL_SPECS", "MyfamilyLinearSpec", "MyfamilySGDWSpec"]
 
@@ -44,6 +47,11 @@ class MyfamilySGDWSpec(optreg.OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         if self.nesterov and self.momentum == 0:
             raise optreg.FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The state the optimizer allocates per parameter, declared once (what `optreg validate` reports and
+        `optreg train` checks against the memory): a momentum buffer when momentum is on."""
+        return [param.like("momentum_buffer")] if options["momentum"] != 0 else []
 
     def create(self, param_groups: list[dict[str, Any]], context: optreg.BuildContext) -> torch.optim.Optimizer:
         from optreg_myfamily.optim import MyfamilySGDW

@@ -40,6 +40,7 @@ CHECKS = frozenset(
         "defaults",
         "non_finite",
         "huge_sizes",
+        "state_estimate",
     }
 )
 

@@ -1006,6 +1006,44 @@ class OptimizerConformance(_SpecChecks):
             results.append(_params(model))
         assert_state_equal(results[0], results[1], "params (maximize -f vs minimize f)")
 
+    # -- memory
+
+    def test_state_estimate_matches_a_step(self, case: OptimizerCase) -> None:
+        """The state the spec's declared layout estimates from shapes (``optreg.memory.estimate_state``) equals,
+        within 1%, the bytes of state tensors the optimizer holds after one step, on every kit model (and
+        the MLP in bfloat16 and float64, where the case runs those). A layout marked ``grows`` (a history)
+        is an upper bound: the measured state lies between the first-step and the full estimate."""
+        from optreg.memory import estimate_state, measured_state_bytes
+
+        self._skip_if(case, "state_estimate")
+        spec = self.spec_of(case.spec)
+        models: list[tuple[str, Callable[[], nn.Module]]] = [
+            (name, lambda name=name: make_problem(name)) for name in ("quadratic", "rosenbrock", "mlp")
+        ]
+        if "bf16" not in case.skip:
+            models.append(("mlp bfloat16", lambda: TinyRegression(dtype=torch.bfloat16)))
+        if "float64" not in case.skip:
+            models.append(("mlp float64", lambda: TinyRegression(dtype=torch.float64)))
+        for label, make in models:
+            torch.manual_seed(0)
+            model = make()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ParamNamesWarning)
+                estimate = estimate_state(spec, model)
+                optimizer = spec.build(model)
+            assert estimate.complete, f"{', '.join(estimate.undeclared)} declares no state layout: " \
+                "override param_state_layout() in its spec (see docs/writing-plugins.md)"
+            _train(optimizer, model, 0, 1)
+            measured = measured_state_bytes(optimizer)
+            low, high = estimate.first_step_bytes, estimate.total_bytes
+            assert 0.99 * low <= measured <= 1.01 * high or measured == low == 0, (
+                f"{label}: the declared state layout gives {low}"
+                + (f"..{high}" if high != low else "")
+                + f" bytes, the optimizer holds {measured} after a step.\n  declared: "
+                + _declared_summary(estimate)
+                + "\n  held: " + _held_summary(optimizer)
+            )
+
     # -- capabilities
 
     @_requires("foreach")
@@ -1044,6 +1082,39 @@ class OptimizerConformance(_SpecChecks):
             assert not recorder.found, (
                 f"step {step} (step_factor={factor:g}) read tensor values on the host: {sorted(set(recorder.found))}"
             )
+
+
+def _declared_summary(estimate: Any) -> str:
+    """The first parameter's declared state tensors and every shared one: what a layout author compares."""
+    first = next((e.param for e in estimate.entries if e.param is not None), None)
+    rows = [e for e in estimate.entries if e.param in (first, None)]
+    return ", ".join(
+        f"{e.param or e.group}.{e.tensor.name} {list(e.tensor.shape)} {str(e.tensor.dtype).removeprefix('torch.')}"
+        + (f" x{e.tensor.count}" if e.tensor.count != 1 else "")
+        for e in rows
+    ) or "nothing"
+
+
+def _held_summary(optimizer: torch.optim.Optimizer) -> str:
+    """The state tensors of the first parameter of each state dict and any tensors outside per-parameter state."""
+    held: list[str] = []
+
+    def walk(obj: Any, path: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            local = obj.to_local() if callable(getattr(obj, "to_local", None)) else obj
+            held.append(f"{path} {list(local.shape)} {str(local.dtype).removeprefix('torch.')}")
+        elif isinstance(obj, Mapping):
+            keys = list(obj)
+            if path.endswith(".state") and keys and all(isinstance(k, int) for k in keys):
+                keys = keys[:1]  # per-parameter state: the first parameter's shows the layout
+            for key in keys:
+                walk(obj[key], f"{path}.{key}")
+        elif isinstance(obj, (list, tuple)):
+            for i, value in enumerate(obj):
+                walk(value, f"{path}[{i}]")
+
+    walk(optimizer.state_dict(), "state_dict")
+    return ", ".join(held) or "nothing"
 
 
 def _clone_state(state: Any) -> Any:
