@@ -6,14 +6,18 @@ A spec's ``create()`` imports its optimizer class from :mod:`optreg_adam.optim` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
+from optreg.memory import StateTensor, scalar
 from optreg.specs import MAX_STEPS, BuildContext, FieldValueError, OptimizerSpec, field
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import ParamShape
 
 __all__ = [
     "ALL_SPECS",
@@ -28,6 +32,27 @@ __all__ = [
 ]
 
 StateDtype = Literal["float32", "bfloat16"]
+
+
+def _moment(param: ParamShape, name: str, state_dtype: str | None = None) -> StateTensor:
+    """A moment buffer as ``optreg_adam.optim._base.moment_zeros`` makes it: like the param, or in
+    ``state_dtype`` (a floating or complex param only; a complex param's then has its real view's shape)."""
+    if state_dtype is None or not (param.dtype.is_floating_point or param.dtype.is_complex):
+        return param.like(name)
+    if param.dtype.is_complex:
+        return StateTensor(name, (*param.local_shape, 2), state_dtype)
+    return param.like(name, state_dtype)
+
+
+def _per_tensor_layout(
+    param: ParamShape, buffers: Sequence[str], scalar_state: Sequence[str] = ()
+) -> list[StateTensor]:
+    """The state of a ``PerTensorOptimizer``: a float32 ``step``, ``buffers`` like the param and 0-dim
+    ``scalar_state`` in ``scalar_state_dtype`` (float32, or float64 under float64/complex128 params)."""
+    import torch
+
+    wide = torch.promote_types(param.dtype.to_real(), torch.float32)
+    return [scalar("step"), *(param.like(name) for name in buffers), *(scalar(name, wide) for name in scalar_state)]
 
 
 @attrs.frozen(kw_only=True)
@@ -95,6 +120,11 @@ class AdamSpec(_AdamCommon):
         if self.state_dtype is not None and (self.foreach or self.fused):
             raise FieldValueError("state_dtype", "state_dtype needs the per-tensor path: leave foreach and fused unset")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Adam's two moments (in ``state_dtype`` when set) and a float32 step; max_exp_avg_sq with amsgrad."""
+        names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if options["amsgrad"] else ("exp_avg", "exp_avg_sq")
+        return [scalar("step"), *(_moment(param, name, options["state_dtype"]) for name in names)]
+
 
 @attrs.frozen(kw_only=True)
 class AdamWSpec(AdamSpec):
@@ -144,6 +174,10 @@ class AdEMAMixSpec(_AdamCommon):
         doc="Steps over which beta3 rises from beta1 on a linear half-life schedule (unset: none)."
     )
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The fast EMA, second moment and slow EMA, like the param, and a float32 step."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_sq", "exp_avg_slow"))
+
 
 @attrs.frozen(kw_only=True)
 class SimplifiedAdEMAMixSpec(_AdamCommon):
@@ -172,6 +206,10 @@ class SimplifiedAdEMAMixSpec(_AdamCommon):
     min_beta1: float = field(0.9, ge=0, lt=1, doc="Starting beta1 of the warm-up.")
     bias_correction1: bool = field(False, doc="Divide the momentum by sum_k beta1^k.")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Momentum and second moment like the param, a float32 step and a 0-dim num_sum (float64 under float64)."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_sq"), ("num_sum",))
+
 
 @attrs.frozen(kw_only=True)
 class ADOPTSpec(_AdamCommon):
@@ -196,6 +234,10 @@ class ADOPTSpec(_AdamCommon):
     clip: bool = field(True, doc="Clip the normalised gradient to t**clip_exponent.")
     clip_exponent: float = field(0.25, gt=0, doc="Exponent of the clipping bound t**clip_exponent.")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Momentum and second moment like the param and a float32 step."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_sq"))
+
 
 @attrs.frozen(kw_only=True)
 class LaPropSpec(_AdamCommon):
@@ -215,6 +257,10 @@ class LaPropSpec(_AdamCommon):
     lr: float = field(4e-4, ge=0, doc="Learning rate.")
     eps: float = field(1e-15, ge=0, doc="Added to the normaliser.")
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (params shrink by lr * weight_decay).")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Momentum and second moment like the param, a float32 step and a 0-dim exp_avg_lr (float64 under float64)."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_sq"), ("exp_avg_lr",))
 
 
 @attrs.frozen(kw_only=True)
@@ -243,6 +289,10 @@ class ACPropSpec(_AdamCommon):
         doc="What the second moment is centred on: 'updated', (g_t - m_t)**2 as the paper and the authors' code; "
         "'previous', (g_t - m_{t-1})**2 as optax.contrib.acprop.",
     )
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Momentum and centred second moment (exp_avg_var) like the param and a float32 step."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_var"))
 
 
 def _even(instance: object, attribute: attrs.Attribute, value: int) -> None:
@@ -274,6 +324,10 @@ class MadamSpec(_FamilySpec):
     )
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing it.")
     compile: bool = field(False, per_group=False, doc="Run the per-tensor step through torch.compile.")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Momentum and scaled second moment like the param and a float32 step."""
+        return _per_tensor_layout(param, ("exp_avg", "exp_avg_sq"))
 
 
 #: Every spec class this plugin registers.

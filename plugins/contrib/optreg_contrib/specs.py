@@ -6,12 +6,14 @@ for every ``optreg`` command. A spec imports its optimizer class inside ``create
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 from optreg_adam.specs import AdamWSpec
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.memory import GroupShape, ParamShape, StateTensor, scalar
 from optreg.specs import MAX_COUNT, MAX_STEPS, StepInput
 
 if TYPE_CHECKING:
@@ -101,6 +103,10 @@ class SophiaSpec(OptimizerSpec):
     seed: int = field(0, ge=0, per_group=False, doc="Seed of the probe vectors (each step and parameter has a stream).")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The gradient EMA, the Hessian-diagonal EMA and a float32 step counter (made with the optimizer)."""
+        return [scalar("step", "float32"), param.like("exp_avg"), param.like("hessian")]
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         strategy = context.strategy
         if strategy is not None and strategy.is_distributed:
@@ -150,6 +156,33 @@ class GaLoreSpec(WrapperSpec):
     def role_options(self, role: str) -> dict[str, Any] | None:
         return {"galore": role == "matrix", **(self.inner.role_options(role) or {})}
 
+    def _projects(self, param: ParamShape, options: Mapping[str, Any]) -> bool:
+        """Whether GaLore projects ``param`` (as ``GaLore._projected``: a non-empty matrix of a galore group)."""
+        return len(param.shape) == 2 and bool(options.get("galore", True)) and param.numel > 0
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """``galore_projection`` of a projected matrix: r x n (m >= n) or m x r, in the parameter's dtype
+        (``galore_step`` is an int)."""
+        if not self._projects(param, options):
+            return []
+        m, n = param.shape
+        r = min(self.rank, m, n)
+        return [StateTensor("galore_projection", (r, n) if m >= n else (m, r), param.dtype)]
+
+    def inner_groups(self, groups: Sequence[GroupShape]) -> list[GroupShape]:
+        """The groups as the inner optimizer sees them: each projected m x n matrix is its m x r (m >= n) or
+        r x n low-rank proxy, r = min(rank, m, n); other parameters are themselves."""
+
+        def proxy(param: ParamShape, options: Mapping[str, Any]) -> ParamShape:
+            if not self._projects(param, options):
+                return param
+            m, n = param.shape
+            r = min(self.rank, m, n)
+            shape = (m, r) if m >= n else (r, n)
+            return ParamShape(param.fqn, shape, param.dtype, shape, param.role)
+
+        return [GroupShape(g.name, tuple(proxy(p, g.options) for p in g.params), g.options) for g in groups]
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg.optim import is_sharded
 
@@ -188,6 +221,14 @@ class MADGRADSpec(OptimizerSpec):
     eps: float = field(1e-6, gt=0, doc="Added to the cube root of the second-moment sum, and to the LR.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The sums of weighted squared gradients and of weighted gradients, a float32 step counter, and the
+        first iterate x0 when momentum is on (momentum 0 recovers it from p and s)."""
+        layout = [scalar("step", "float32"), param.like("grad_sum_sq"), param.like("s")]
+        if options["momentum"] != 0:
+            layout.append(param.like("x0"))
+        return layout
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_contrib.optim.madgrad import MADGRAD
 
@@ -225,6 +266,10 @@ class DPSGDSpec(OptimizerSpec):
         if self.nesterov and self.momentum == 0:
             raise FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """A float32 step counter, and the momentum buffer when momentum is on (made with the optimizer)."""
+        return [scalar("step", "float32")] + ([param.like("momentum_buffer")] if options["momentum"] != 0 else [])
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         strategy = context.strategy
         if strategy is not None and strategy.is_distributed:
@@ -258,6 +303,18 @@ class SplitComplexSpec(WrapperSpec):
             self, (*NEEDS_MORE_THAN_GRADS, "split_complex"),
             "split_complex steps its inner optimizer with the gradients in .grad (wrap split_complex in sam instead)",
         )
+
+    def inner_groups(self, groups: Sequence[GroupShape]) -> list[GroupShape]:
+        """The groups as the inner optimizer sees them: each complex parameter is its real view (shape
+        ``[..., 2]``, the real dtype); real parameters are themselves. split_complex keeps no state of its own."""
+
+        def real(param: ParamShape) -> ParamShape:
+            if not param.dtype.is_complex:
+                return param
+            dtype = param.dtype.to_real()
+            return ParamShape(param.fqn, (*param.shape, 2), dtype, (*param.local_shape, 2), param.role)
+
+        return [GroupShape(g.name, tuple(real(p) for p in g.params), g.options) for g in groups]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_contrib.optim.split_complex import SplitComplex

@@ -149,3 +149,21 @@ def test_the_contract_errors() -> None:
         optimizer.step()
     with pytest.raises(TypeError, match="complex"):
         optreg.build_optimizer({"type": "dpsgd"}, [nn.Parameter(torch.zeros(2, dtype=torch.complex64))])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_estimate_equals_the_state_after_a_step(momentum: float, dtype: torch.dtype) -> None:
+    from optreg.memory import estimate_state, measured_state_bytes
+
+    model = _model().to(dtype)
+    spec = optreg.get_registry().optimizer_spec({"type": "dpsgd", "momentum": momentum, "seed": 0})
+    estimate = estimate_state(spec, model)
+    optimizer = spec.build(model)
+    x, y = _batch(0)
+    optimizer.step(lambda: per_sample_grads(model, _loss, x.to(dtype), y.to(dtype)))
+    numel = sum(p.numel() for p in model.parameters())
+    expected = 4 * len(list(model.parameters())) + (numel * dtype.itemsize if momentum else 0)
+    assert estimate.complete
+    assert estimate.total_bytes == estimate.first_step_bytes == measured_state_bytes(optimizer) == expected
+

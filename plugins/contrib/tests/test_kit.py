@@ -109,7 +109,7 @@ class TestMADGRAD(OptimizerConformance):
 DPSGD_SKIPS = dict.fromkeys(
     ("descent_quadratic", "descent_rosenbrock", "descent_mlp", "resume", "none_grads", "zero_grads",
      "zero_size_and_frozen", "bf16", "group_overrides", "closure", "copy", "float64", "complex", "add_param_group",
-     "state_dict_hooks", "non_finite"),
+     "state_dict_hooks", "non_finite", "state_estimate"),
     "dpsgd steps from per-sample gradients (p.grad_sample), which the kit's problems do not make; "
     "tests/test_dpsgd.py checks this with per_sample_grads",
 )

@@ -16,15 +16,20 @@ NorMuon orthogonalize each whole matrix on one rank and send every rank its rows
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, field
+from optreg.memory import StateTensor, scalar
 from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import ParamShape
 
 __all__ = ["ALL_SPECS", "Dion2Spec", "DionSpec", "MuonSpec", "NorMuonSpec"]
 
@@ -106,6 +111,24 @@ class _RoutedSpec(OptimizerSpec):
             "eps": self.adam_eps,
             "weight_decay": self.adam_weight_decay,
         }
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """AdamW's exp_avg, exp_avg_sq and float32 step, Lion's exp_avg, or the matrix update's (none if empty)."""
+        algorithm = options.get("algorithm")
+        if algorithm is None:  # a group without one is routed by ndim, as the optimizer does
+            algorithm = self.ALGORITHM if len(param.shape) >= 2 else options.get(
+                "non_matrix_algorithm", self.non_matrix_algorithm)
+        if algorithm == "adamw":
+            return [param.like("exp_avg"), param.like("exp_avg_sq"), scalar("step", "float32")]
+        if algorithm == "lion":
+            return [param.like("exp_avg")]
+        if math.prod(param.shape) == 0:
+            return []
+        return self.matrix_state_layout(param, options)
+
+    def matrix_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """One non-empty matrix's state: a momentum buffer like the parameter (Muon's EMA, Dion2's momentum)."""
+        return [param.like("momentum_buffer")]
 
 
 @attrs.frozen(kw_only=True)
@@ -196,6 +219,15 @@ class NorMuonSpec(MuonSpec):
     muon_beta2: float = field(0.95, ge=0, lt=1, doc="EMA factor of the per-row second moment.")
     normuon_eps: float = field(1e-8, gt=0, doc="Added to the root of the second moment.")
 
+    def matrix_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Muon's momentum and second_moment, one per row of the whole matrix view, float32 or the param's if wider."""
+        import torch
+
+        shape = tuple(param.shape)
+        view = (shape[0], math.prod(shape[1:])) if len(shape) > 2 and options["flatten"] else shape
+        work = torch.promote_types(param.dtype, torch.float32)
+        return [param.like("momentum_buffer"), StateTensor("second_moment", (*view[:-1], 1), work)]
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         _check_triton_here(self, param_groups)
         from optreg_muon.optim import NorMuon
@@ -237,6 +269,15 @@ class DionSpec(_RoutedSpec):
     def __attrs_post_init__(self) -> None:
         if not self.flatten:
             raise FieldValueError("flatten", "dion orthonormalizes 2-D matrices; 3-D+ params need flatten = true")
+
+    def matrix_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The momentum like the param and Q (cols x r, param dtype; rows split as a 2-D param's columns are)."""
+        from optreg_muon.functional.matrix import dion_rank
+
+        rows, cols = param.shape[0], math.prod(param.shape[1:])
+        r = dion_rank(rows, cols, options["rank_fraction"], options["rank_multiple_of"])
+        local_cols = param.local_shape[1] if len(param.shape) == 2 else cols
+        return [param.like("momentum_buffer"), StateTensor("Q", (local_cols, r), param.dtype)]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_muon.optim import Dion

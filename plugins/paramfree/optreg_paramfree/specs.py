@@ -6,11 +6,14 @@ spec imports its optimizer class inside ``create()`` (``wrap()`` for Mechanic).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.memory import GroupShape, ParamShape, StateTensor, scalar
 from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
@@ -36,10 +39,34 @@ _PER_GROUP_D_DOC = (
     "by default one d is shared and each group's lr multiplies it."
 )
 _LR_DOC = "Multiplier of the estimated step size (per group; a schedule scales it; 0 freezes the group)."
+#: The dtype of the estimators' 0-dim scalars kept in the param groups (``optreg.optim.scalar_dtype``:
+#: float64 on every device but MPS, where it is float32).
+_SCALAR_DTYPE = "float64"
+
+
+def _scalars(names: Sequence[str]) -> list[StateTensor]:
+    """0-dim float64 tensors, one per name (an estimator's scalars, stored in the param groups)."""
+    return [scalar(name, _SCALAR_DTYPE) for name in names]
+
+
+class _ScalarScope:
+    """The float64 0-dim scalars (``_SCALARS``) these optimizers keep in their param groups: each group's own
+    with ``per_group_d``, else one set every group shares (the same tensors written into each group)."""
+
+    __slots__ = ()
+    _SCALARS: ClassVar[tuple[str, ...]] = ()
+
+    def group_state_layout(self, group: GroupShape) -> Sequence[StateTensor]:
+        """With ``per_group_d``, each group's own scalars."""
+        return _scalars(self._SCALARS) if getattr(self, "per_group_d", False) else []
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> Sequence[StateTensor]:
+        """Without ``per_group_d``, the scalars every group shares, kept once."""
+        return _scalars(self._SCALARS) if groups and not getattr(self, "per_group_d", False) else []
 
 
 @attrs.frozen(kw_only=True)
-class ProdigySpec(OptimizerSpec):
+class ProdigySpec(_ScalarScope, OptimizerSpec):
     """Prodigy: Adam whose step size d is estimated from the distance travelled, no LR to tune.
 
     Keep ``lr = 1`` (it multiplies d); ``d_coef`` is the knob if d comes out too large or small.
@@ -75,6 +102,21 @@ class ProdigySpec(OptimizerSpec):
     )
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("d", "d_max", "d_numerator", "k")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """s and p0 (every slice_p-th element of the flattened param), exp_avg when betas[0] > 0, exp_avg_sq."""
+        slice_p = options["slice_p"]
+        if slice_p == 1:
+            stats = [param.like("s"), param.like("p0")]
+        else:  # a strided slice of the flattened (real view of the) local param, made contiguous
+            real = param.dtype.to_real() if param.dtype.is_complex else param.dtype
+            size = math.ceil(param.numel * (2 if param.dtype.is_complex else 1) / slice_p)
+            stats = [StateTensor("s", (size,), real), StateTensor("p0", (size,), real)]
+        moments = [param.like("exp_avg")] if options["betas"][0] > 0 else []
+        return [*stats, *moments, param.like("exp_avg_sq")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.prodigy import Prodigy
 
@@ -82,7 +124,7 @@ class ProdigySpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class DAdaptAdamWSpec(OptimizerSpec):
+class DAdaptAdamWSpec(_ScalarScope, OptimizerSpec):
     """D-Adaptation Adam(W): Adam whose step size d is a lower bound on the distance to the solution."""
 
     TYPE: ClassVar[str] = "dadapt_adamw"
@@ -101,6 +143,13 @@ class DAdaptAdamWSpec(OptimizerSpec):
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """s, exp_avg and exp_avg_sq, each shaped like the param."""
+        return [param.like("s"), param.like("exp_avg"), param.like("exp_avg_sq")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.dadapt import DAdaptAdamW
 
@@ -108,7 +157,7 @@ class DAdaptAdamWSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class DAdaptSGDSpec(OptimizerSpec):
+class DAdaptSGDSpec(_ScalarScope, OptimizerSpec):
     """D-Adaptation SGD: dual averaging with momentum and an estimated step size."""
 
     TYPE: ClassVar[str] = "dadapt_sgd"
@@ -122,6 +171,13 @@ class DAdaptSGDSpec(OptimizerSpec):
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k", "g0_norm")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The dual average s and the initial point x0, shaped like the param (z = x0 - s is not kept)."""
+        return [param.like("s"), param.like("x0")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.dadapt import DAdaptSGD
 
@@ -129,7 +185,7 @@ class DAdaptSGDSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class DAdaptLionSpec(OptimizerSpec):
+class DAdaptLionSpec(_ScalarScope, OptimizerSpec):
     """D-Adaptation Lion: Lion's sign updates with an estimated step size (experimental in the reference)."""
 
     TYPE: ClassVar[str] = "dadapt_lion"
@@ -142,6 +198,13 @@ class DAdaptLionSpec(OptimizerSpec):
     d0: float = field(1e-6, gt=0, per_group=False, doc="Initial estimate of d.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """Lion's momentum exp_avg and the weighted sum s, shaped like the param."""
+        return [param.like("exp_avg"), param.like("s")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.dadapt import DAdaptLion
 
@@ -149,7 +212,7 @@ class DAdaptLionSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class DoGSpec(OptimizerSpec):
+class DoGSpec(_ScalarScope, OptimizerSpec):
     """DoG: SGD with step size max distance from the start over the root sum of squared gradient norms."""
 
     TYPE: ClassVar[str] = "dog"
@@ -175,6 +238,13 @@ class DoGSpec(OptimizerSpec):
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("max_dist", "sum_sq_grad", "eta", "k", "x0_norm_sq")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The initial point x0, shaped like the param."""
+        return [param.like("x0")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.dog import DoG
 
@@ -182,7 +252,7 @@ class DoGSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class DoWGSpec(OptimizerSpec):
+class DoWGSpec(_ScalarScope, OptimizerSpec):
     """DoWG: DoG with gradients weighted by the squared distance estimate (a normalized-GD-like step)."""
 
     TYPE: ClassVar[str] = "dowg"
@@ -201,6 +271,13 @@ class DoWGSpec(OptimizerSpec):
     per_group_d: bool = field(
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
+
+    _SCALARS: ClassVar[tuple[str, ...]] = ("estim_sq_dist", "weighted_sq_grad", "eta")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The initial point x0, shaped like the param."""
+        return [param.like("x0")]
+
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.dog import DoWG
@@ -233,6 +310,10 @@ class COCOBSpec(OptimizerSpec):
     alpha: float = field(100.0, gt=0, doc="Caps the fraction bet early on (the paper's alpha).")
     eps: float = field(1e-8, gt=0, doc="Initial gradient-scale estimate (avoids dividing by 0).")
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient.")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """x0, theta, max_abs_grad, sum_abs_grad and reward, each shaped like the param."""
+        return [param.like(name) for name in ("x0", "theta", "max_abs_grad", "sum_abs_grad", "reward")]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.cocob import COCOB
@@ -273,6 +354,17 @@ class MechanicSpec(WrapperSpec):
                 "inner optimizer from the gradients in .grad; wrap an optimizer that steps from them"
             )
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """Mechanic's own reference point mechanic_x_ref, shaped like the param (the inner declares its state)."""
+        return [param.like("mechanic_x_ref")]
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> Sequence[StateTensor]:
+        """mechanic_s, _m, _v and _r: num_betas float64 values each, the same tensors in every group."""
+        if not groups:
+            return []
+        names = ("mechanic_s", "mechanic_m", "mechanic_v", "mechanic_r")
+        return [StateTensor(name, (self.num_betas,), _SCALAR_DTYPE) for name in names]
+
     def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.mechanic import Mechanic
 
@@ -282,7 +374,7 @@ class MechanicSpec(WrapperSpec):
 
 
 @attrs.frozen(kw_only=True)
-class MomoSpec(OptimizerSpec):
+class MomoSpec(_ScalarScope, OptimizerSpec):
     """MoMo: SGD with momentum and a Polyak-type step size from a model of the loss; needs the loss.
 
     Give it the loss with ``step(closure)`` or ``optimizer.latest_loss = loss`` before ``step()``.
@@ -304,6 +396,13 @@ class MomoSpec(OptimizerSpec):
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
 
+    _SCALARS: ClassVar[tuple[str, ...]] = ("loss_avg", "gamma", "lb", "k")  # shared by every group
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """The gradient average grad_avg, shaped like the param."""
+        return [param.like("grad_avg")]
+
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.momo import Momo
 
@@ -311,7 +410,7 @@ class MomoSpec(OptimizerSpec):
 
 
 @attrs.frozen(kw_only=True)
-class MomoAdamSpec(OptimizerSpec):
+class MomoAdamSpec(_ScalarScope, OptimizerSpec):
     """MoMo-Adam: Adam's direction with MoMo's model-based step size; needs the loss."""
 
     TYPE: ClassVar[str] = "momo_adam"
@@ -331,6 +430,13 @@ class MomoAdamSpec(OptimizerSpec):
     adapt_lower_bound: bool = field(
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
+
+    _SCALARS: ClassVar[tuple[str, ...]] = ("loss_avg", "gamma", "lb", "k")  # shared by every group
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
+        """Adam's moments grad_avg and grad_avg_sq, shaped like the param."""
+        return [param.like("grad_avg"), param.like("grad_avg_sq")]
+
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_paramfree.optim.momo import MomoAdam

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.memory import StateTensor, scalar
 from optreg.specs import MAX_STEPS
 from optreg_schedulefree._momentum import inner_momentum
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import GroupShape, ParamShape
 
 __all__ = [
     "ALL_SPECS",
@@ -42,6 +45,18 @@ _COMPILE_DOC = (
     "Run the per-tensor step through torch.compile: one fused pass per tensor (fastest on CPU; "
     "the first step compiles for seconds)."
 )
+
+
+def _group_scalars(prefix: str, names: tuple[str, ...]) -> list[StateTensor]:
+    """The 0-dim step scalars a schedule-free optimizer keeps in each param group: float64
+    (``optreg.optim.scalar_dtype``; float32 only on MPS, which this layout does not model)."""
+    return [scalar(prefix + name, "float64") for name in names]
+
+
+#: base.py's ``_SCALARS``: steps taken, the largest LR so far, the sum of the averaging weights, the last LR.
+_OPTIMIZER_SCALARS = ("k", "lr_max", "weight_sum", "scheduled_lr")
+#: wrapper.py's ``_SCALARS`` (kept under the ``sf_`` prefix).
+_WRAPPER_SCALARS = ("k", "lr_max", "weight_sum")
 
 
 def _check_beta1(betas: tuple[float, float]) -> None:
@@ -80,6 +95,14 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """z and Adam's second moment exp_avg_sq, both in the param's dtype (no first moment)."""
+        return [param.like("z"), param.like("exp_avg_sq")]
+
+    def group_state_layout(self, group: GroupShape) -> list[StateTensor]:
+        """The group's float64 0-dim k, lr_max, weight_sum and scheduled_lr (in the param group dict)."""
+        return _group_scalars("", _OPTIMIZER_SCALARS)
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeAdamW
 
@@ -114,6 +137,14 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """z and Adam's second moment exp_avg_sq, both in the param's dtype (no first moment)."""
+        return [param.like("z"), param.like("exp_avg_sq")]
+
+    def group_state_layout(self, group: GroupShape) -> list[StateTensor]:
+        """The group's float64 0-dim k, lr_max, weight_sum and scheduled_lr (in the param group dict)."""
+        return _group_scalars("", _OPTIMIZER_SCALARS)
+
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeRAdam
 
@@ -137,6 +168,14 @@ class ScheduleFreeSGDSpec(OptimizerSpec):
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
     maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """z in the param's dtype (the interpolation replaces momentum: no other buffer)."""
+        return [param.like("z")]
+
+    def group_state_layout(self, group: GroupShape) -> list[StateTensor]:
+        """The group's float64 0-dim k, lr_max, weight_sum and scheduled_lr (in the param group dict)."""
+        return _group_scalars("", _OPTIMIZER_SCALARS)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFreeSGD
@@ -187,6 +226,14 @@ class ScheduleFreeSpec(WrapperSpec):
             found = _momentum_error(override.options)
             if found:
                 raise FieldValueError("group_overrides", found[1], index=i)
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The wrapper's own z (sf_z) in the param's dtype; the inner optimizer's state is its own."""
+        return [param.like("sf_z")]
+
+    def group_state_layout(self, group: GroupShape) -> list[StateTensor]:
+        """The group's float64 0-dim sf_k, sf_lr_max and sf_weight_sum (in the shared param group dict)."""
+        return _group_scalars("sf_", _WRAPPER_SCALARS)
 
     def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> torch.optim.Optimizer:
         from optreg_schedulefree.optim import ScheduleFree

@@ -93,6 +93,10 @@ class GatedSGDSpec(optreg.OptimizerSpec):
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"step_factor"})
     lr: float = optreg.field(0.1, ge=0)
 
+    def param_state_layout(self, param, options):
+        """No state: GatedSGD steps from the gradient alone."""
+        return []
+
     def create(self, param_groups, context):
         return GatedSGD(param_groups, lr=self.lr)
 

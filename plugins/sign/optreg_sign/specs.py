@@ -6,14 +6,18 @@ No torch import at module load: the registry imports this module for every ``opt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, field
+from optreg.memory import StateTensor, scalar
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import ParamShape
 
 __all__ = ["ALL_SPECS", "LionSpec", "SignSGDSpec", "SignumSpec"]
 
@@ -46,6 +50,10 @@ class LionSpec(OptimizerSpec):
     def __attrs_post_init__(self) -> None:
         if self.foreach and self.compile:
             raise FieldValueError("compile", "choose foreach or compile, not both")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Lion's one momentum buffer (exp_avg), like the param."""
+        return [param.like("exp_avg")]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_sign.optim import Lion
@@ -85,6 +93,10 @@ class SignumSpec(OptimizerSpec):
             raise FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
         if self.foreach and self.compile:
             raise FieldValueError("compile", "choose foreach or compile, not both")
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """A momentum buffer like the param and a float32 step when momentum > 0; no state without (signSGD)."""
+        return [param.like("momentum_buffer"), scalar("step")] if options["momentum"] > 0 else []
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> torch.optim.Optimizer:
         from optreg_sign.optim import Signum

@@ -13,11 +13,15 @@ from optreg_adam.specs import AdamWSpec
 from optreg_sign.specs import LionSpec
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
+from optreg.memory import StateTensor, scalar
 from optreg.specs import MAX_COUNT
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import torch
 
+    from optreg.memory import GroupShape, ParamShape
     from optreg_skipstep.optim import SkipStepOptimizer
 
 __all__ = ["ALL_SPECS", "NoOpSpec", "SkipStepAdamWSpec", "SkipStepLionSpec", "SkipStepSpec"]
@@ -63,6 +67,31 @@ def _check_skip_fields(spec: Any) -> None:
         raise FieldValueError("min_samples", f"must be <= rolling_interval_length ({limit}), got {spec.min_samples}")
 
 
+def _statistics_layout(spec: Any, groups: Sequence[GroupShape]) -> list[StateTensor]:
+    """The SpikeDetector's state (``_stats.py``), kept once, in the first param group as ``skip_step_*``.
+
+    A window of ``rolling_interval_length`` values per metric (loss, grad norm) in ``stats_dtype``:
+    float64 when any param's real dtype is float64, else float32; int64 0-dim counters.
+    """
+    import torch
+
+    dtype = torch.float32
+    for group in groups:
+        for param in group.params:
+            real = param.dtype.to_real() if param.dtype.is_complex else param.dtype
+            if real.is_floating_point:
+                dtype = torch.promote_types(dtype, real)
+    length = spec.rolling_interval_length
+    return [
+        StateTensor("skip_step_loss_window", (length,), dtype),
+        scalar("skip_step_loss_count", "int64"),
+        StateTensor("skip_step_grad_norm_window", (length,), dtype),
+        scalar("skip_step_grad_norm_count", "int64"),
+        scalar("skip_step_num_steps", "int64"),
+        scalar("skip_step_num_skipped", "int64"),
+    ]
+
+
 def _wrap(spec: Any, inner: torch.optim.Optimizer) -> SkipStepOptimizer:
     from optreg_skipstep.optim import SkipStepOptimizer
 
@@ -93,6 +122,11 @@ class SkipStepSpec(WrapperSpec):
     def __attrs_post_init__(self) -> None:
         _check_skip_fields(self)
 
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> list[StateTensor]:
+        """The skip-step statistics: loss and grad-norm windows (float32; float64 with float64 params), int64
+        counters."""
+        return _statistics_layout(self, groups)
+
     def wrap(self, inner: torch.optim.Optimizer, context: BuildContext) -> SkipStepOptimizer:
         return _wrap(self, inner)
 
@@ -113,6 +147,10 @@ class SkipStepLionSpec(LionSpec):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         _check_skip_fields(self)
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> list[StateTensor]:
+        """Lion's own shared state (per-param state is Lion's layout) plus the skip-step statistics."""
+        return [*super().shared_state_layout(groups), *_statistics_layout(self, groups)]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> SkipStepOptimizer:
         return _wrap(self, super().create(param_groups, context))
@@ -136,6 +174,10 @@ class SkipStepAdamWSpec(AdamWSpec):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         _check_skip_fields(self)
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> list[StateTensor]:
+        """AdamW's own shared state (per-param state is AdamW's layout) plus the skip-step statistics."""
+        return [*super().shared_state_layout(groups), *_statistics_layout(self, groups)]
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> SkipStepOptimizer:
         return _wrap(self, super().create(param_groups, context))
@@ -161,6 +203,15 @@ class NoOpSpec(OptimizerSpec):
 
     def __attrs_post_init__(self) -> None:
         _check_skip_fields(self)
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """None per parameter: NoUpdate keeps no state."""
+        return []
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> list[StateTensor]:
+        """The skip-step statistics: loss and grad-norm windows (float32; float64 with float64 params), int64
+        counters."""
+        return _statistics_layout(self, groups)
 
     def create(self, param_groups: list[dict[str, Any]], context: BuildContext) -> SkipStepOptimizer:
         from optreg_skipstep.optim import NoUpdate

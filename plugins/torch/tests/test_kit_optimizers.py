@@ -16,7 +16,7 @@ SPARSE_ONLY = dict.fromkeys(
     (
         "descent_quadratic", "descent_rosenbrock", "descent_mlp", "resume", "none_grads", "zero_grads",
         "zero_size_and_frozen", "bf16", "group_overrides", "closure", "copy", "float64", "add_param_group",
-        "state_dict_hooks", "maximize", "non_finite",
+        "state_dict_hooks", "maximize", "non_finite", "state_estimate",
     ),
     DENSE,
 )

@@ -120,3 +120,13 @@ def test_a_parameter_without_gradient_is_skipped() -> None:
     used(torch.tensor([0, 1])).sum().backward()
     optimizer.step()
     assert torch.equal(unused.weight, before) and unused.weight.grad is None
+
+
+def test_state_estimate_equals_the_state_after_a_step() -> None:
+    from optreg.memory import estimate_state, measured_state_bytes
+
+    model, optimizer = _pair()
+    estimate = estimate_state(optreg.get_registry().optimizer_spec({"type": "sparse_adam", **OPTIONS}), model)
+    _train(model, optimizer, range(1))
+    assert estimate.complete
+    assert estimate.total_bytes == estimate.first_step_bytes == measured_state_bytes(optimizer) == 2 * ROWS * DIM * 4

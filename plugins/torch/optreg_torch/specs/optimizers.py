@@ -12,16 +12,19 @@ No torch import at module load: the registry imports this module for every ``opt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 import optreg
+from optreg.memory import StateTensor, scalar
 from optreg.specs import MAX_COUNT, StepInput
 
 if TYPE_CHECKING:
     import torch
+
+    from optreg.memory import GroupShape, ParamShape
 
 __all__ = [
     "ASGDSpec",
@@ -117,6 +120,14 @@ class TorchOptimizerSpec(optreg.OptimizerSpec):
         return self.torch_class()(param_groups, **self.torch_kwargs())
 
 
+def _scalar_dtype(fused: bool | None = None) -> str:
+    """The dtype of torch's 0-dim state scalars (``torch.optim.optimizer._get_scalar_dtype``): float64 when the
+    *default* dtype is float64 (whatever the parameters' dtype), else float32; a fused kernel's: float32."""
+    import torch
+
+    return "float64" if not fused and torch.get_default_dtype() == torch.float64 else "float32"
+
+
 def _check_foreach_fused(spec: Any) -> None:
     if spec.foreach and spec.fused:
         raise optreg.FieldValueError("fused", "choose foreach or fused, not both")
@@ -148,6 +159,10 @@ class AdadeltaSpec(TorchOptimizerSpec):
     weight_decay: float = _l2_field()
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The EMAs of squared gradients and squared updates, and torch's 0-dim step scalar."""
+        return [scalar("step", _scalar_dtype()), param.like("square_avg"), param.like("acc_delta")]
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +215,19 @@ class AdafactorSpec(TorchOptimizerSpec):
     def torch_kwargs(self) -> dict[str, Any]:
         return {**self.optimizer_kwargs(), "eps": (self.eps1, self.eps2)}
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """A row and a column second-moment EMA (last / second-to-last dim reduced to 1) for a parameter of 2+
+        dims, a full one for a vector or scalar; and torch's 0-dim step scalar."""
+        step = scalar("step", _scalar_dtype())
+        shape = param.local_shape
+        if len(shape) < 2:
+            return [step, param.like("variance")]
+        return [
+            step,
+            StateTensor("row_var", (*shape[:-1], 1), param.dtype),
+            StateTensor("col_var", (*shape[:-2], 1, shape[-1]), param.dtype),
+        ]
+
 
 @attrs.frozen(kw_only=True)
 class AdagradSpec(TorchOptimizerSpec):
@@ -235,6 +263,10 @@ class AdagradSpec(TorchOptimizerSpec):
     def __attrs_post_init__(self) -> None:
         _check_foreach_fused(self)
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The sum of squared gradients and torch's 0-dim step scalar (float32 under the fused kernel)."""
+        return [scalar("step", _scalar_dtype(options.get("fused"))), param.like("sum")]
+
 
 @attrs.frozen(kw_only=True)
 class AdamaxSpec(TorchOptimizerSpec):
@@ -259,6 +291,10 @@ class AdamaxSpec(TorchOptimizerSpec):
     weight_decay: float = _l2_field()
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The first moment, the running infinity norm and torch's 0-dim step scalar."""
+        return [scalar("step", _scalar_dtype()), param.like("exp_avg"), param.like("exp_inf")]
 
 
 @attrs.frozen(kw_only=True)
@@ -292,6 +328,11 @@ class ASGDSpec(TorchOptimizerSpec):
     weight_decay: float = _l2_field()
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The iterate average ``ax`` and torch's three 0-dim scalars (step, eta, mu)."""
+        dtype = _scalar_dtype()
+        return [scalar("step", dtype), scalar("eta", dtype), scalar("mu", dtype), param.like("ax")]
 
 
 @attrs.frozen(kw_only=True)
@@ -338,6 +379,37 @@ class LBFGSSpec(TorchOptimizerSpec):
                 "group_overrides", "lbfgs optimizes one parameter group: torch's LBFGS takes no per-group options"
             )
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """None per parameter: torch's LBFGS keeps one flat state (see :meth:`shared_state_layout`)."""
+        return []
+
+    def shared_state_layout(self, groups: Sequence[GroupShape]) -> list[StateTensor]:
+        """Flat vectors over all parameters (complex ones as real pairs, dtypes promoted as ``torch.cat`` does):
+        direction ``d`` and ``prev_flat_grad``; growing: up to ``history_size`` pairs (y, s) with their 0-dim
+        ``ro`` and ``al`` (torch's ``al`` is ``history_size`` long), the 0-dim ``H_diag`` once a pair is kept
+        and the step ``t`` (0-dim when the last iteration was the first, or with the line search)."""
+        import torch
+
+        params = [p for group in groups for p in group.params]
+        if not params:
+            return []
+        numel, flat = 0, None
+        for p in params:
+            real = p.dtype.to_real() if p.dtype.is_complex else p.dtype
+            numel += p.numel * (2 if p.dtype.is_complex else 1)
+            flat = real if flat is None else torch.promote_types(flat, real)
+        history = groups[0].options["history_size"]
+        return [
+            StateTensor("d", (numel,), flat),
+            StateTensor("prev_flat_grad", (numel,), flat),
+            StateTensor("old_dirs", (numel,), flat, grows=True, count=history),
+            StateTensor("old_stps", (numel,), flat, grows=True, count=history),
+            StateTensor("ro", (), flat, grows=True, count=history),
+            StateTensor("al", (), flat, grows=True, count=history),
+            StateTensor("H_diag", (), flat, grows=True),
+            StateTensor("t", (), flat, grows=True),
+        ]
+
 
 @attrs.frozen(kw_only=True)
 class NAdamSpec(TorchOptimizerSpec):
@@ -370,6 +442,11 @@ class NAdamSpec(TorchOptimizerSpec):
     )
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Adam's two moments and torch's 0-dim step and mu_product scalars."""
+        dtype = _scalar_dtype()
+        return [scalar("step", dtype), scalar("mu_product", dtype), param.like("exp_avg"), param.like("exp_avg_sq")]
 
 
 @attrs.frozen(kw_only=True)
@@ -406,6 +483,10 @@ class RAdamSpec(TorchOptimizerSpec):
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
 
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Adam's two moments and torch's 0-dim step scalar."""
+        return [scalar("step", _scalar_dtype()), param.like("exp_avg"), param.like("exp_avg_sq")]
+
 
 @attrs.frozen(kw_only=True)
 class RMSpropSpec(TorchOptimizerSpec):
@@ -437,6 +518,15 @@ class RMSpropSpec(TorchOptimizerSpec):
     centered: bool = optreg.field(False, doc="Divide by the estimated variance (v - gm^2) instead of v.")
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The squared-gradient EMA and torch's 0-dim step; momentum_buffer with momentum > 0; grad_avg if centered."""
+        layout = [scalar("step", _scalar_dtype()), param.like("square_avg")]
+        if options["momentum"] > 0:
+            layout.append(param.like("momentum_buffer"))
+        if options["centered"]:
+            layout.append(param.like("grad_avg"))
+        return layout
 
 
 @attrs.frozen(kw_only=True)
@@ -470,6 +560,10 @@ class RpropSpec(TorchOptimizerSpec):
     step_sizes: tuple[float, float] = optreg.field((1e-6, 50.0), ge=0, doc="(min, max) of the step sizes.")
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """The previous gradient, the per-coordinate step sizes and torch's 0-dim step scalar."""
+        return [scalar("step", _scalar_dtype()), param.like("prev"), param.like("step_size")]
 
     def __attrs_post_init__(self) -> None:
         minus, plus = self.etas
@@ -509,6 +603,10 @@ class SparseAdamSpec(TorchOptimizerSpec):
     betas: tuple[float, float] = _betas_field()
     eps: float = optreg.field(1e-8, gt=0, doc="Added to the denominator.")
     maximize: bool = _maximize_field()
+
+    def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
+        """Adam's two moments, dense like the parameter (torch keeps the step as a Python int)."""
+        return [param.like("exp_avg"), param.like("exp_avg_sq")]
 
 
 #: The optimizer specs, in the order of torch.optim's names.
