@@ -81,12 +81,14 @@ class ProxyOptimizer(OptregOptimizer):
 
     def _link_state(self) -> None:
         """The inner optimizer's state of each proxy is this optimizer's state dict of its parameter."""
-        self.inner.state = _LinkedState(self.state, {id(q): p for p, q, _ in self._pairs()})
+        self.inner.state = _LinkedState(self, {id(q): p for p, q, _ in self._pairs()})
 
     def _relink(self) -> None:
         """Fresh proxies (after a copy or a load), then the state links."""
         for group, inner_group in zip(self.param_groups, self.inner.param_groups):
             inner_group["params"] = [self._make_proxy(p, group) for p in _tensors(group["params"])]
+        if isinstance(self.inner, ProxyOptimizer):  # its parameters are the fresh proxies: its own go stale
+            self.inner._relink()
         self._link_state()
 
     def _init_transient(self) -> None:
@@ -150,12 +152,19 @@ class ProxyOptimizer(OptregOptimizer):
 
 
 class _LinkedState(MutableMapping):
-    """The inner optimizer's ``state``: ``state[proxy]`` is the outer ``state[param]``, looked up each time
-    (no entry is created before the inner optimizer asks, and an entry the outer state replaced is seen)."""
+    """The inner optimizer's ``state``: ``state[proxy]`` is the owner's ``state[param]``, looked up each time
+    (no entry is created before the inner optimizer asks, and an entry the outer state replaced is seen), in
+    the owner's state as it is at that moment."""
 
-    def __init__(self, outer: Any, params: dict[int, torch.Tensor]) -> None:
-        self._outer = outer
+    def __init__(self, owner: Any, params: dict[int, torch.Tensor]) -> None:
+        self._owner = owner
         self._params = params
+
+    @property
+    def _outer(self) -> Any:
+        # the owner's state as it is now: a proxy optimizer nested in another (split_complex around galore) has
+        # its own state relinked to the outer one after it linked its inner optimizer's
+        return self._owner.state
 
     def _param(self, proxy: Any) -> torch.Tensor:
         try:
