@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from optreg.memory import StateEstimate
     from optreg.parallel import ParallelismStrategy
 
 __all__ = ["Built", "RunSpec"]
@@ -122,6 +123,25 @@ class RunSpec:
         except SpecError as exc:
             raise exc.in_table("scheduler", self.source) from None
         return Built(optimizer=optimizer, scheduler=scheduler, strategy=strategy, model=model)
+
+    def estimate_state(self, model: nn.Module, *, world_size: int = 1) -> StateEstimate:
+        """The optimizer state this run allocates on each rank, from the model's shapes, before anything is
+        allocated: the optimizer's declared layout over the parameters as ``[parallelism]`` shards them
+        over ``world_size`` ranks (rank 0's shard, the largest). Already sharded parameters (DTensors)
+        count their local shard as they are."""
+        from optreg.memory import estimate_state
+
+        if isinstance(self.parallelism, SingleProcess):
+            world_size = 1  # one process whatever the number asked
+        try:
+            shapes = self.parallelism.local_shapes(model, world_size) if world_size > 1 else {}
+        except SpecError as exc:
+            raise exc.in_table("parallelism", self.source) from None
+        shard = (lambda fqn, shape: shapes.get(fqn, shape)) if shapes else None
+        try:
+            return estimate_state(self.optimizer, model, shard=shard, world_size=world_size, sharded=bool(shapes))
+        except SpecError as exc:
+            raise exc.in_table("optimizer", self.source) from None
 
     def build_in_process(self, model: nn.Module, *, t_max: int | None = None) -> Built:
         """Build the optimizer and the schedule on ``model`` in this process, leaving the parallelism strategy

@@ -528,5 +528,12 @@ class ParallelismSpec(Spec):
 
     KIND: ClassVar[str] = "parallelism"
 
+    def local_shapes(self, model: nn.Module, world_size: int) -> dict[str, tuple[int, ...]]:
+        """Rank 0's shard shape of every parameter this strategy shards over ``world_size`` ranks (FQN ->
+        shape; a parameter left out is whole on every rank): how the optimizer-state estimate of
+        ``optreg validate --world-size`` counts state per rank before any process is launched. Rank 0
+        holds the largest shard (``torch.chunk``). The default shards nothing."""
+        return {}
+
     def create(self) -> ParallelismStrategy:
         raise NotImplementedError(f"{type(self).__name__} must implement create")

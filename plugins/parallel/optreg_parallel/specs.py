@@ -14,6 +14,8 @@ import attrs
 import optreg
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from optreg.parallel import ParallelismStrategy
 
 __all__ = ["ALL_SPECS", "DDPSpec", "FSDPSpec", "FSDPTPSpec", "HSDPSpec", "TPSpec"]
@@ -79,6 +81,12 @@ class _Sharded(_Distributed):
     reduce_dtype: DType | None = optreg.field(None, doc="Mixed precision: the dtype gradients are reduced in.")
     cpu_offload: bool = optreg.field(False, doc="Keep sharded params, grads and optimizer state on the CPU.")
 
+    def local_shapes(self, model: nn.Module, world_size: int) -> dict[str, tuple[int, ...]]:
+        """Every parameter chunked on dim 0 over the ranks (rank 0's chunk)."""
+        from optreg_parallel.strategies import sharded_shapes
+
+        return sharded_shapes(model, shard=world_size)
+
 
 @attrs.frozen(kw_only=True)
 class FSDPSpec(_Sharded):
@@ -113,6 +121,13 @@ class HSDPSpec(_Sharded):
     def __attrs_post_init__(self) -> None:
         if self.replicate is None and self.shard is None:
             raise optreg.FieldValueError("shard", "give `shard` or `replicate` (or both); the other is inferred")
+
+    def local_shapes(self, model: nn.Module, world_size: int) -> dict[str, tuple[int, ...]]:
+        """Every parameter chunked on dim 0 over the ranks of one shard group."""
+        from optreg_parallel.strategies import _hsdp_sizes, sharded_shapes
+
+        _, shard = _hsdp_sizes(world_size, self.replicate, self.shard)
+        return sharded_shapes(model, shard=shard)
 
     def create(self) -> ParallelismStrategy:
         from optreg_parallel.strategies import FSDPStrategy
@@ -156,6 +171,12 @@ class TPSpec(_Distributed):
         if not self.plan:
             raise optreg.FieldValueError("plan", _EMPTY_PLAN)
 
+    def local_shapes(self, model: nn.Module, world_size: int) -> dict[str, tuple[int, ...]]:
+        """The planned layers split over the ranks (colwise on dim 0, rowwise on dim 1); the rest whole."""
+        from optreg_parallel.strategies import sharded_shapes
+
+        return sharded_shapes(model, tp=world_size, plan=dict(self.plan))
+
     def create(self) -> ParallelismStrategy:
         from optreg_parallel.strategies import TPStrategy
 
@@ -178,6 +199,15 @@ class FSDPTPSpec(_Sharded):
     def __attrs_post_init__(self) -> None:
         if not self.plan:
             raise optreg.FieldValueError("plan", _EMPTY_PLAN)
+
+    def local_shapes(self, model: nn.Module, world_size: int) -> dict[str, tuple[int, ...]]:
+        """The planned layers split over the ``tp`` ranks, then every parameter chunked on dim 0 over the
+        ``ranks / tp`` data-parallel ranks."""
+        from optreg_parallel.strategies import sharded_shapes
+
+        if world_size % self.tp:
+            raise optreg.SpecError(f"tp = {self.tp} does not divide the {world_size} ranks", path="$.tp")
+        return sharded_shapes(model, shard=world_size // self.tp, tp=self.tp, plan=dict(self.plan))
 
     def create(self) -> ParallelismStrategy:
         from optreg_parallel.strategies import FSDPStrategy

@@ -264,3 +264,34 @@ def apply_tp_plan(model: nn.Module, mesh: Any, plan: dict[str, str]) -> None:
             _check_divisible(name, modules[name], style, mesh.size(), glob)
             expanded[name] = styles[style]()
     parallelize_module(model, mesh, expanded)
+
+
+def sharded_shapes(model: nn.Module, *, shard: int = 1, tp: int = 1, plan: dict[str, str] | None = None
+                   ) -> dict[str, tuple[int, ...]]:
+    """Rank 0's local shape of every parameter: tensor parallel first (colwise splits a layer's weight and
+    bias on dim 0, rowwise its weight on dim 1), then FSDP2's dim-0 chunk over ``shard`` ranks; rank 0
+    holds the largest piece (``torch.chunk``). What the optimizer-state estimate counts per rank."""
+
+    def chunk(size: int, parts: int) -> int:
+        return -(-size // parts) if parts > 1 else size
+
+    split: dict[str, int] = {}  # param FQN -> the dim tensor parallel splits
+    if plan and tp > 1:
+        modules = dict(model.named_modules())
+        for glob, style in plan.items():
+            for name in (n for n in modules if n and fnmatch.fnmatchcase(n, glob)):
+                if style == "colwise":
+                    split.update({f"{name}.weight": 0, f"{name}.bias": 0})
+                elif style == "rowwise":
+                    split[f"{name}.weight"] = 1
+    out = {}
+    for fqn, param in model.named_parameters():
+        shape = list(param.shape)
+        if fqn in split and len(shape) > split[fqn]:
+            shape[split[fqn]] = chunk(shape[split[fqn]], tp)
+        if shard > 1 and shape:
+            shape[0] = chunk(shape[0], shard)
+        if shape != list(param.shape):
+            out[fqn] = tuple(shape)
+    return out
+

@@ -163,6 +163,23 @@ def test_every_registered_optimizer_is_equal_or_refused_clearly(results, referen
     assert not problems, f"under {strategy}:\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_the_state_estimate_is_each_ranks_state(results, strategy):
+    """The optimizer-state estimate counts each rank's shard: from the sharded model as built, and from an
+    unsharded model as ``optreg validate --world-size`` simulates the strategy, it equals (within 1%) the state
+    rank 0 holds after the steps, for every optimizer the strategy runs."""
+    wrong = {}
+    for optimizer, got in results[strategy].items():
+        if "error" in got:
+            continue
+        state = got["state"]
+        for kind in ("estimate", "simulated"):
+            low, high = state[kind]
+            if not (0.99 * low <= state["measured"] <= 1.01 * high):
+                wrong[f"{optimizer} ({kind})"] = f"{low}..{high} estimated, {state['measured']} held"
+    assert not wrong, f"under {strategy}: {wrong}"
+
+
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "parallel.md"
 #: The table's columns -> the runs that check them.
 COLUMNS = {"ddp": ["ddp"], "fsdp": ["fsdp", "fsdp_units"], "hsdp": ["hsdp_1x2", "hsdp_2x1"], "tp": ["tp"],

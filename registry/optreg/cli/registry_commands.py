@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="spec files (TOML), e.g. specs/adamw_cosine.toml")
     p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument(
+        "--world-size", type=int, default=1, metavar="N",
+        help="count the optimizer state per rank as the spec's [parallelism] shards it over N ranks (default 1)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser("schema", help="JSON Schema of the spec format (for editor validation of TOML)")
@@ -216,6 +220,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from optreg.models import spec_model
 
+    if args.world_size < 1:
+        print(f"optreg: error: --world-size must be at least 1, got {args.world_size}", file=sys.stderr)
+        return 2
+
     reg = _registry()
     status = 0
     for file in args.files:
@@ -223,6 +231,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             spec = reg.load_spec(file)
             model, described = spec_model(spec, args.model)
             spec.build_in_process(model)
+            estimate = spec.estimate_state(model, world_size=args.world_size)
         except optreg.SpecError as exc:
             print(f"optreg: error: {exc}", file=sys.stderr)
             status = 2
@@ -231,6 +240,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{file}: ok (optimizer {spec.optimizer.TYPE}, scheduler {spec.scheduler.TYPE}, "
             f"parallelism {spec.parallelism.TYPE}; built on {described})"
         )
+        for line in estimate.lines():
+            print(f"  {line}")
     return status
 
 

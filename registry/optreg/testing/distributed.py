@@ -161,7 +161,22 @@ def run_case(case: dict[str, Any], *, before: Hook | None = None, after: Hook | 
     params = {}
     for name, p in model.named_parameters():
         params[name.removeprefix("module.")] = _full(p.detach()).tolist()
-    return {"params": params, "skipped": skipped}
+    return {"params": params, "skipped": skipped, "state": _state_sizes(spec, model, optimizer, strategy, case)}
+
+
+def _state_sizes(spec: Any, model: nn.Module, optimizer: Any, strategy: Any, case: dict[str, Any]) -> dict[str, Any]:
+    """This rank's optimizer state after the steps, and two estimates of it: from the built (sharded) model's
+    local shapes, and from a fresh unsharded model as ``optreg validate --world-size`` simulates the sharding."""
+    from optreg.memory import measured_state_bytes
+
+    torch.manual_seed(0)
+    built = spec.estimate_state(model)
+    simulated = spec.estimate_state(MODELS[case.get("model", "net")](), world_size=strategy.world_size)
+    return {
+        "measured": measured_state_bytes(optimizer),
+        "estimate": [built.first_step_bytes, built.total_bytes],
+        "simulated": [simulated.first_step_bytes, simulated.total_bytes],
+    }
 
 
 def run_cases(
