@@ -14,8 +14,10 @@ What is measured (and printed by ``--help``):
 * ``step``: median wall time of ``--steps`` later steps; ``x fused`` is the median, over the pairs of a
   candidate step and the fused AdamW step taken right before it, of their ratio.
 * ``bytes touched`` per step: params read and written, grads read, every optimizer state tensor read
-  and written: ``2 x param bytes + grad bytes + 2 x state bytes``, with the state bytes measured as the
-  tensors in ``state_dict()`` after the first step (fused AdamW: 28 bytes per fp32 param). ``per byte``
+  and written: ``2 x param bytes + grad bytes + 2 x state bytes``, with the state bytes from the spec's
+  declared state layout (``optreg.memory``; the column ``state from`` says ``declared``), or, for an
+  optimizer that declares none, measured as the tensors in ``state_dict()`` after the first step
+  (fused AdamW: 28 bytes per fp32 param). ``per byte``
   is ``x fused`` times fused AdamW's bytes touched over the candidate's; ``GB/s`` is bytes touched over the step time.
 * ``peak``: params + grads + state + the largest extra memory one steady-state step allocates
   (temporaries), read from torch's profiler memory events (torch's CPU allocator, not the process RSS).
@@ -34,6 +36,7 @@ import re
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,28 +225,20 @@ def _fresh(params: list[Any]) -> list[Any]:
 
 def state_bytes(optimizer: Any, params: list[Any]) -> int:
     """Bytes of the distinct tensors in ``optimizer.state_dict()`` (nested wrappers included), params excluded."""
-    import torch
+    from optreg.memory import measured_state_bytes
 
-    seen: set[tuple[int, int]] = {(p.untyped_storage().data_ptr(), p.untyped_storage().nbytes()) for p in params}
-    total = 0
+    return measured_state_bytes(optimizer, params)
 
-    def walk(obj: Any) -> None:
-        nonlocal total
-        if isinstance(obj, torch.Tensor):
-            storage = obj.untyped_storage()
-            key = (storage.data_ptr(), storage.nbytes())
-            if key not in seen:
-                seen.add(key)
-                total += storage.nbytes()
-        elif isinstance(obj, dict):
-            for value in obj.values():
-                walk(value)
-        elif isinstance(obj, (list, tuple)):
-            for value in obj:
-                walk(value)
 
-    walk(optimizer.state_dict())
-    return total
+def declared_state_bytes(spec: Any, params: list[Any]) -> int | None:
+    """The state the spec's declared layout gives for ``params`` (``None`` when its optimizer declares none)."""
+    from optreg.groups import ParamNamesWarning
+    from optreg.memory import estimate_state
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParamNamesWarning)
+        estimate = estimate_state(spec, params)
+    return estimate.total_bytes if estimate.complete else None
 
 
 def step_temp_bytes(optimizer: Any) -> int:
@@ -300,6 +295,9 @@ class Row:
     baseline_step_s: float | None = None
     ratio: float | None = None
     state_bytes: int | None = None
+    #: where ``state_bytes`` comes from: the spec's declared state layout, or measured after the first step
+    state_source: str | None = None
+    measured_state_bytes: int | None = None
     bytes_touched: int | None = None
     per_byte_ratio: float | None = None
     gb_per_s: float | None = None
@@ -406,7 +404,10 @@ def bench(names: list[str], *, params: str = DEFAULT_PARAMS, steps: int = 20, co
                     row.first_step_s = _timed_step(opt)
                     row.note = (f"{cand.type} needs a closure: timed with one that copies the gradients back and "
                                 "returns a fixed loss (no forward or backward timed; the copies are)")
-                row.state_bytes = state_bytes(opt, cand_params)
+                row.measured_state_bytes = state_bytes(opt, cand_params)
+                declared = declared_state_bytes(cand.spec, cand_params)
+                row.state_bytes = row.measured_state_bytes if declared is None else declared
+                row.state_source = "measured" if declared is None else "declared"
                 for _ in range(3 if cand.path != "eager" else 1):  # warm up: recompiles, lazy state
                     opt.step()
                 base.step()
@@ -480,14 +481,16 @@ def print_table(result: BenchResult) -> None:
         if row.error:
             table.add_row(label, path, "[red]failed[/red]", *[""] * 7)
             continue
-        table.add_row(label, path, _ms(row.first_step_s), _ms(row.step_s), _x(row.ratio), _mb(row.state_bytes),
+        state = _mb(row.state_bytes) + ("" if row.state_source != "measured" else " m")
+        table.add_row(label, path, _ms(row.first_step_s), _ms(row.step_s), _x(row.ratio), state,
                       _mb(row.bytes_touched), _x(row.per_byte_ratio),
                       "-" if row.gb_per_s is None else f"{row.gb_per_s:.1f}", _mb(row.peak_bytes))
         if row.note and row.note not in notes:
             notes.append(row.note)
     console.print(table)
     print("* the path a user gets by default. x fused and per byte: over fused AdamW's step measured alongside; "
-          "touched = 2 x params + grads + 2 x state (see optreg bench --help)")
+          "touched = 2 x params + grads + 2 x state (see optreg bench --help); state from the optimizer's "
+          "declared layout, or measured after the first step where marked m (no layout declared)")
     for note in notes:
         print(f"note: {note}")
 

@@ -212,12 +212,40 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
     _check_launch(spec)
     built = spec.build(model)  # the schedule spans [train]'s run length (in tokens: the global batch's)
     device = getattr(built.strategy, "device", None) or device
+    if train.memory_check:
+        check_memory(spec, built.model, device)
     if _has_mode_switch(built.optimizer):
         built.optimizer.train()
     data_gen = torch.Generator().manual_seed(train.seed)
     scaler = torch.amp.GradScaler(device.type) if train.autocast == "float16" else None
     return PreparedRun(spec, task, device, built.model, built.optimizer, built.scheduler, data_gen, built.strategy,
                        scaler)
+
+
+def check_memory(spec: RunSpec, model: torch.nn.Module, device: torch.device) -> None:
+    """Refuse, before anything of the optimizer is allocated, a run whose optimizer state (the optimizer's
+    declared layout over this rank's parameter shards) and gradients would not fit in the memory available on
+    ``device``; the error gives the estimate (``[train] memory_check = false`` turns the check off)."""
+    from optreg.memory import available_memory, format_bytes
+
+    estimate = spec.estimate_state(model)
+    grads = sum(
+        math.prod(local.shape) * local.element_size()
+        for p in model.parameters() if p.requires_grad and p.grad is None
+        for local in [p.to_local() if callable(getattr(p, "to_local", None)) else p]
+    )
+    free = available_memory(device)
+    need = estimate.total_bytes + grads
+    if free is None or need <= free:
+        return
+    detail = "; ".join(line.strip() for line in estimate.lines())
+    raise SpecError(
+        f"this run needs {format_bytes(need)} more on {device} ({format_bytes(estimate.total_bytes)} of optimizer "
+        f"state and {format_bytes(grads)} of gradients), but {format_bytes(free)} is available: {detail}. Shard "
+        "it over more ranks ([parallelism]), keep the state in bfloat16 where the optimizer offers it, train a "
+        "smaller model, or set memory_check = false to try anyway",
+        path="$.train.memory_check", file=spec.source,
+    )
 
 
 def _check_launch(spec: RunSpec) -> None:

@@ -8,41 +8,21 @@ import math
 import re
 import resource
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from optreg.memory import format_bytes as optreg_format_bytes
+from optreg.memory import measured_state_bytes
 
 __all__ = [
     "PeakMemory",
     "format_bytes",
     "optimizer_state_bytes",
     "read_metrics",
-    "tensor_bytes",
 ]
-
-
-def tensor_bytes(obj: Any, seen: set[tuple[int, int]] | None = None) -> int:
-    """Bytes held by the tensors in a nested structure (each storage counted once)."""
-    seen = set() if seen is None else seen
-    if isinstance(obj, torch.Tensor):
-        if obj.device.type == "meta":
-            return 0
-        try:
-            storage = obj.untyped_storage()
-            key = (storage.data_ptr(), storage.nbytes())
-        except (RuntimeError, NotImplementedError):  # e.g. tensor subclasses without a storage
-            key = (id(obj), obj.numel() * obj.element_size())
-        if key in seen:
-            return 0
-        seen.add(key)
-        return key[1] if key[0] else obj.numel() * obj.element_size()
-    if isinstance(obj, Mapping):
-        return sum(tensor_bytes(v, seen) for v in obj.values())
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return sum(tensor_bytes(v, seen) for v in obj)
-    return 0
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -50,20 +30,15 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
     Walks the whole ``state_dict()``, so wrappers that keep an inner optimizer's state
     or statistics of their own (skip-step) and scalars kept as tensors in the param
-    groups (schedule-free) are counted; the parameters themselves are not.
+    groups (schedule-free) are counted; the parameters themselves are not; a sharded
+    tensor counts this rank's shard (:func:`optreg.memory.measured_state_bytes`).
     """
-    return tensor_bytes(optimizer.state_dict())
+    return measured_state_bytes(optimizer)
 
 
 def format_bytes(n: float | None) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            # A no-break space: tables never split the number from its unit.
-            return f"{n:.0f}\u00a0{unit}" if unit == "B" else f"{n:.1f}\u00a0{unit}"
-        n /= 1024
-    return f"{n:.1f}\u00a0GiB"  # pragma: no cover
+    """:func:`optreg.memory.format_bytes` with a no-break space: tables never split the number from its unit."""
+    return optreg_format_bytes(n).replace(" ", "\u00a0")
 
 
 class PeakMemory:

@@ -80,6 +80,11 @@ class TrainSpec:
         doc="Mixed precision: forward passes under torch.autocast in this dtype (weights, gradients and "
         "optimizer state stay fp32). `bfloat16` on CPU and CUDA; `float16` on CUDA only, with a GradScaler.",
     )
+    memory_check: bool = field(
+        True,
+        doc="Before the first step, refuse a run whose optimizer state and gradients (estimated from the "
+        "parameters' shapes, per rank) would not fit in the memory available on the device.",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.task == "char_lm" and self.batch_size * self.seq_len > MAX_BATCH_TOKENS:

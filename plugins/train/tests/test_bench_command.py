@@ -27,6 +27,7 @@ LAYOUT = "2x64x32+2x32"
 NUMEL = 2 * 64 * 32 + 2 * 32
 PARAM_BYTES = 4 * NUMEL
 ROW_KEYS = {"name", "type", "path", "default", "first_step_s", "step_s", "baseline_step_s", "ratio", "state_bytes",
+            "state_source", "measured_state_bytes",
             "bytes_touched", "per_byte_ratio", "gb_per_s", "step_temp_bytes", "peak_bytes", "note", "error"}
 
 
@@ -167,6 +168,9 @@ def test_installed_names_against_fused_adamw(monkeypatch: pytest.MonkeyPatch,
     for row in out["results"]:
         _check_row(row)
     assert rows["adamw"]["state_bytes"] == base["state_bytes"]
+    # the state comes from adamw's declared layout, which is what the optimizer then held
+    assert rows["adamw"]["state_source"] == "declared"
+    assert rows["adamw"]["measured_state_bytes"] == rows["adamw"]["state_bytes"]
     assert rows["sgd"]["state_bytes"] == 0  # no momentum by default: params r/w and grads r only
     assert rows["sgd"]["bytes_touched"] == 3 * PARAM_BYTES
 
@@ -185,6 +189,7 @@ def test_a_third_party_name_is_benched(toy_registry: optreg.Registry, capsys: py
     _check_row(row)
     assert row["type"] == "toy_heavy_ball" and row["path"] == "eager" and row["default"]
     assert row["state_bytes"] == PARAM_BYTES  # one fp32 buffer per param, as measured from state_dict()
+    assert row["state_source"] == "measured"  # the toy declares no state layout
 
     result = bench(["toy_heavy_ball"], params=LAYOUT, steps=1, registry=toy_registry)
     assert result.results[0].state_bytes == PARAM_BYTES
