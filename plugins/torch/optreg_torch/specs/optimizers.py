@@ -529,6 +529,11 @@ class RMSpropSpec(TorchOptimizerSpec):
         return layout
 
 
+#: The largest finite float32 and its smallest normal positive number: the range of a float32 parameter's state.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
 @attrs.frozen(kw_only=True)
 class RpropSpec(TorchOptimizerSpec):
     """Rprop: per-coordinate step sizes grown or shrunk by gradient sign agreement (``torch.optim.Rprop``).
@@ -553,11 +558,16 @@ class RpropSpec(TorchOptimizerSpec):
     SHARDING_REFUSAL: ClassVar[str | None] = "its masked in-place update (index_put_) fails on DTensors (torch 2.13)"
     LEFT_OUT: ClassVar[Mapping[str, str]] = {"capturable": CAPTURABLE, "differentiable": DIFFERENTIABLE}
 
-    lr: float = optreg.field(1e-2, ge=0, doc="Initial per-coordinate step size.")
+    # The step sizes are a tensor like the parameter, filled with lr and multiplied by the etas: each must be a
+    # finite float32 (torch refuses to fill or scale a float32 tensor with a value beyond its range).
+    lr: float = optreg.field(1e-2, ge=0, le=FLOAT32_MAX, doc="Initial per-coordinate step size.")
     etas: tuple[float, float] = optreg.field(
-        (0.5, 1.2), gt=0, doc="(etaminus, etaplus): step-size factors on a sign flip and on agreement."
+        (0.5, 1.2), ge=FLOAT32_TINY, le=FLOAT32_MAX,
+        doc="(etaminus, etaplus): step-size factors on a sign flip and on agreement.",
     )
-    step_sizes: tuple[float, float] = optreg.field((1e-6, 50.0), ge=0, doc="(min, max) of the step sizes.")
+    step_sizes: tuple[float, float] = optreg.field(
+        (1e-6, 50.0), ge=0, le=FLOAT32_MAX, doc="(min, max) of the step sizes."
+    )
     foreach: bool | None = _foreach_field()
     maximize: bool = _maximize_field()
 
