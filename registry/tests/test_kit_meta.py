@@ -66,6 +66,9 @@ class FlawedSGD(torch.optim.Optimizer):
                     g = g / g.abs().max()
                 if flaw == "unbounded_size":
                     self.recent = torch.zeros(group["window"], dtype=p.dtype)  # sized by an unbounded option
+                if flaw == "unbounded_loop":
+                    for _ in range(group["window"]):  # a Python loop as long as an unbounded option: a hang
+                        pass
                 if flaw == "forgetful":
                     buf = self.hidden.setdefault(id(p), torch.zeros_like(p))
                 else:
@@ -118,7 +121,7 @@ def make_spec(name, flaw):
         maximize: bool = optreg.field(False)
         foreach: bool | None = optreg.field(None, per_group=False)
         # a window length: bounded, except in the flaw that forgets to (a seed sizes nothing: exempt by name)
-        window: int = optreg.field(8, ge=1, le=None if flaw == "unbounded_size" else 2**20, per_group=False)
+        window: int = optreg.field(8, ge=1, le=None if flaw.startswith("unbounded") else 2**20, per_group=False)
         seed: int = optreg.field(0, ge=0, per_group=False)
 
         def param_state_layout(self, param, options):
@@ -135,7 +138,7 @@ def make_spec(name, flaw):
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
          "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze",
-         "unbounded_size", "layout_misses_state"]
+         "unbounded_size", "unbounded_loop", "layout_misses_state"]
 
 
 @attrs.frozen(kw_only=True)
@@ -230,12 +233,13 @@ EXPECTED = {
     "test_maximize_equals_minimizing_the_negated_loss": {"ignores_maximize"},
     "test_spec_defaults_agree_with_the_optimizer": {"drifted_default"},
     "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
-    "test_huge_sizes_rejected": {"unbounded_size"},
+    "test_huge_sizes_rejected": {"unbounded_size", "unbounded_loop"},
     "test_state_estimate_matches_a_step": {"layout_misses_state"},
 }
 
 
-def test_kit_catches_every_flaw(pytester):
+def test_kit_catches_every_flaw(pytester, monkeypatch):
+    monkeypatch.setenv("OPTREG_KIT_HANG_SECONDS", "2")  # the seeded hang (unbounded_loop) is caught in 2 s, not 20
     pytester.makeconftest('pytest_plugins = ["optreg.testing.plugin"]\n')
     pytester.makepyfile(test_flaws=INNER)
     # A subprocess, not in-process: restoring sys.modules afterwards would make torch re-import
