@@ -27,7 +27,77 @@ from typing import Any
 
 import torch
 
-__all__ = ["COMPILE_CHUNK", "RECOMPILE_LIMIT", "can_flatten", "compiled", "ema_", "flat", "run_compiled"]
+__all__ = [
+    "AUTO_COMPILE_NUMEL",
+    "COMPILE_CHUNK",
+    "CompileSetting",
+    "RECOMPILE_LIMIT",
+    "call_compiled",
+    "can_flatten",
+    "check_compile_setting",
+    "compile_available",
+    "compiled",
+    "ema_",
+    "flat",
+    "run_compiled",
+    "use_compile",
+]
+
+#: What an optimizer's ``compile`` option may say: ``True``, ``False`` or ``"auto"`` (the default).
+CompileSetting = bool | str
+
+#: ``compile = "auto"`` compiles an optimizer's per-tensor step when its parameters hold at least this many
+#: elements (32 MiB of float32): there a compiled step saves ~1-2 ms per million elements against the eager
+#: loops on a CPU (bench: lion 2.1-3.1x -> 1.2x fused AdamW's time per byte), so the one-off compile of
+#: ~10-40 s per kernel pays back within a few hundred steps. Smaller models, and every test, stay eager.
+#: ``OPTREG_AUTO_COMPILE_NUMEL`` overrides it (e.g. 0: always compile where available).
+AUTO_COMPILE_NUMEL = 2**23
+
+
+def check_compile_setting(value: Any) -> CompileSetting:
+    """``value`` if it is a ``compile`` setting (``True``, ``False``, ``"auto"``), else a ``ValueError``."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError(f'compile must be true, false or "auto", got {value!r}')
+
+
+@functools.cache
+def compile_available() -> bool:
+    """Whether ``torch.compile`` can run here: dynamo supports this Python, and inductor finds a C++ compiler
+    for CPU kernels (``CXX``, or ``g++`` / ``c++`` / ``clang++`` on the PATH)."""
+    import os
+    import shutil
+
+    try:
+        import torch._dynamo
+
+        if not torch._dynamo.is_dynamo_supported():
+            return False
+    except Exception:  # noqa: BLE001 - any import failure means no compiler
+        return False
+    candidates = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(c and shutil.which(c) for c in candidates)
+
+
+def _numel(params: Any) -> int:
+    groups = getattr(params, "param_groups", None)  # an optimizer: every parameter of every group
+    tensors = [p for g in groups for p in g["params"]] if groups is not None else list(params)
+    return sum(t.numel() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def use_compile(setting: CompileSetting, params: Any) -> bool:
+    """Whether a step takes its ``torch.compile``'d path: ``True`` / ``False`` as given; ``"auto"`` when the
+    optimizer's parameters (``params``: an optimizer or tensors) hold :data:`AUTO_COMPILE_NUMEL` elements or
+    more and :func:`compile_available`. Inside a step that is itself being compiled, never (no nesting)."""
+    import os
+
+    if setting is True or setting is False:
+        return setting
+    check_compile_setting(setting)
+    if torch.compiler.is_compiling() or not compile_available():
+        return False
+    threshold = int(os.environ.get("OPTREG_AUTO_COMPILE_NUMEL", AUTO_COMPILE_NUMEL))
+    return _numel(params) >= threshold
 
 
 def ema_(buf: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
@@ -114,11 +184,21 @@ def _dynamo_limit() -> tuple[str, tuple[type[BaseException], ...]]:
     return name, hits
 
 
-def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], calls: Sequence[tuple[Any, ...]]) -> None:
-    """``compiled_call()``, or ``fn`` eagerly on ``calls`` (warning once per kernel) past the recompile limit.
+#: Kernels torch.compile failed to compile here (no working C++ toolchain, an inductor bug): they run eagerly.
+_EAGER_ONLY: set[Any] = set()
 
-    Hitting the limit raises before the graph runs, so nothing has been updated yet.
+
+def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], calls: Sequence[tuple[Any, ...]]) -> None:
+    """``compiled_call()``, or ``fn`` eagerly on ``calls`` (warning once per kernel) past the recompile limit
+    or where compiling fails.
+
+    Hitting the limit, or failing to compile, raises before the graph runs, so nothing has been updated yet;
+    an error the eager kernel raises as well is the kernel's own and propagates.
     """
+    if fn in _EAGER_ONLY:
+        for args in calls:
+            fn(*args)
+        return
     try:
         compiled_call()
     except _dynamo_limit()[1]:
@@ -131,6 +211,21 @@ def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], cal
             )
         for args in calls:
             fn(*args)
+    except Exception as exc:  # noqa: BLE001 - torch.compile cannot compile here: eager, said once
+        for args in calls:
+            fn(*args)  # the kernel's own error, if it has one, is raised here
+        _EAGER_ONLY.add(fn)
+        warnings.warn(
+            f"optreg: torch.compile could not compile {fn.__name__} here ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it runs eagerly from now on (slower, same "
+            "result)", RuntimeWarning, stacklevel=4,
+        )
+
+
+def call_compiled(fn: Callable[..., Any], compiled_fn: Callable[..., Any], *args: Any) -> None:
+    """``compiled_fn(*args)`` (``fn`` compiled by the plugin itself), or ``fn(*args)`` eagerly, with one warning,
+    where torch.compile cannot compile here or past the recompile limit."""
+    _call_or_eager(fn, functools.partial(compiled_fn, *args), (args,))
 
 
 def run_compiled(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from optreg.parallel import ParallelismStrategy
 
 __all__ = [
+    "COMPILE_DOC",
     "STEP_INPUTS",
     "StepInput",
     "BuildContext",
@@ -50,6 +51,13 @@ MAX_STEPS = 2**50
 #: counts, iterations per step): about a million, far beyond any useful setting, small enough that a
 #: window of this many float64 values takes 8 MB instead of exhausting memory.
 MAX_COUNT = 2**20
+
+#: The doc of every optimizer's ``compile`` option: one policy for every family (``optreg.compiling.use_compile``).
+COMPILE_DOC = (
+    "Run the step through torch.compile (fused kernels; the first step compiles for seconds). `auto`: when the "
+    "optimizer's parameters hold 2**23 (8.4 M) elements or more and a compiler is available, so small models "
+    "and tests stay eager; `true`: always; `false`: never."
+)
 
 #: The roles a parameter can have; see :mod:`optreg.groups`.
 ROLES = ("embedding", "head", "matrix", "vector")

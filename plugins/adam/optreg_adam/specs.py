@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 
 from optreg.memory import StateTensor, scalar
-from optreg.specs import MAX_STEPS, BuildContext, FieldValueError, OptimizerSpec, field
+from optreg.specs import COMPILE_DOC, MAX_STEPS, BuildContext, FieldValueError, OptimizerSpec, field
 
 if TYPE_CHECKING:
     import torch
@@ -79,11 +79,7 @@ class _AdamCommon(_FamilySpec):
     eps: float = field(1e-8, ge=0, doc="Added to the denominator for numerical stability.")
     weight_decay: float = field(0.0, ge=0, doc="Weight decay coefficient.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing it.")
-    compile: bool = field(
-        False,
-        per_group=False,
-        doc="Run the per-tensor step through torch.compile (one fused kernel per tensor; the first step compiles).",
-    )
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
 
 @attrs.frozen(kw_only=True)
@@ -323,7 +319,7 @@ class MadamSpec(_FamilySpec):
         32, ge=0, le=120, validator=_even, doc="Second moments are stored times 2**scale_log2 (even; 0 = unscaled)."
     )
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing it.")
-    compile: bool = field(False, per_group=False, doc="Run the per-tensor step through torch.compile.")
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
         """Momentum and scaled second moment like the param and a float32 step."""

@@ -7,13 +7,13 @@ spec's ``create()`` (the wrapper's ``wrap()``) imports its optimizer class.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
 from optreg.memory import StateTensor, scalar
-from optreg.specs import MAX_STEPS
+from optreg.specs import COMPILE_DOC, MAX_STEPS
 from optreg_schedulefree._momentum import inner_momentum
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ _AT_Y_DOC = "Compute weight decay at y (the gradient point); false computes it a
 _FOREACH_DOC = "Multi-tensor path (unset: on accelerators only; on CPU the per-tensor loop is faster)."
 _WARMUP_DOC = "Linear LR warmup over this many steps (schedule-free needs no other schedule)."
 _MAXIMIZE_DOC = "Maximize the objective instead of minimizing (as in torch.optim)."
-_COMPILE_DOC = (
-    "Run the per-tensor step through torch.compile: one fused pass per tensor (fastest on CPU; "
-    "the first step compiles for seconds)."
-)
 
 
 def _group_scalars(prefix: str, names: tuple[str, ...]) -> list[StateTensor]:
@@ -90,7 +86,7 @@ class ScheduleFreeAdamWSpec(OptimizerSpec):
     weight_decay_at_y: bool = field(True, doc=_AT_Y_DOC)
     maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
-    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)
@@ -132,7 +128,7 @@ class ScheduleFreeRAdamSpec(OptimizerSpec):
     )
     maximize: bool = field(False, doc=_MAXIMIZE_DOC)
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
-    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         _check_beta1(self.betas)

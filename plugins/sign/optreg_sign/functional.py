@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from optreg.compiling import can_flatten, flat
+from optreg.compiling import call_compiled, can_flatten, flat
 from optreg.optim import commit_, real_view, use_foreach
 
 __all__ = [
@@ -366,7 +366,6 @@ def _multi_tensor_lion(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, 
 
 
 def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, step_factor) -> None:
-    kernel = None
     takes: dict[torch.device, torch.Tensor] = {}
     hypers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
     small: list[list[torch.Tensor]] = [[], [], []]
@@ -386,8 +385,7 @@ def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maxi
         if key not in hypers:
             hypers[key] = _lion_hyper(lr, beta1, beta2, weight_decay, *key)
         p, g, m = _flat(p, g, m)
-        kernel = kernel or _compiled("lion")
-        kernel(p, g, m, hypers[key], takes[device], maximize)
+        call_compiled(_lion_kernel, _compiled("lion"), p, g, m, hypers[key], takes[device], maximize)
     if small[0]:
         _single_tensor_lion(*small, lr, beta1, beta2, weight_decay, maximize, step_factor)
 
@@ -607,7 +605,6 @@ def _multi_tensor_signum(params, grads, bufs, steps, lr, momentum, weight_decay,
 
 def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nesterov, correct_bias,
                      use_shape_scaling, maximize, step_factor) -> None:
-    kernel = None
     takes: dict[torch.device, torch.Tensor] = {}
     small: list[list[Any]] = [[], [], [], []]
     for param, grad, buf, step in zip(params, grads, bufs, steps):
@@ -631,8 +628,8 @@ def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nes
             hyper = torch.tensor([float(lr) * scale, 1 - float(lr) * weight_decay], dtype=dtype)
             hyper = hyper.to(device, non_blocking=True)
         p, g, m = _flat(p, g, m)
-        kernel = kernel or _compiled("signum")
-        kernel(p, g, m, step, hyper, takes[device], momentum, nesterov, correct_bias, maximize)
+        call_compiled(_signum_kernel, _compiled("signum"), p, g, m, step, hyper, takes[device], momentum, nesterov,
+                      correct_bias, maximize)
     if small[0]:
         signum(*small, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
                correct_bias=correct_bias, use_shape_scaling=use_shape_scaling, maximize=maximize,

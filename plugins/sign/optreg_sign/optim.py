@@ -10,14 +10,16 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import check_compile_setting, use_compile
 from optreg.optim import OptregOptimizer, check_betas, check_number, params_with_grads
 from optreg_sign.functional import lion, signum
 
 __all__ = ["Lion", "SignSGD", "Signum"]
 
 
-def _check_paths(foreach: bool | None, compile: bool) -> None:
-    if foreach and compile:
+def _check_paths(foreach: bool | None, compile: bool | str) -> None:
+    check_compile_setting(compile)
+    if foreach and compile is True:
         raise ValueError("choose foreach or compile, not both")
 
 
@@ -51,7 +53,7 @@ class Lion(OptregOptimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> None:
         check_number("lr", lr, ge=0)
         check_betas(betas, 2)
@@ -75,7 +77,7 @@ class Lion(OptregOptimizer):
         lion(
             params, [p.grad for p in params], exp_avgs, lr=group["lr"], beta1=beta1, beta2=beta2,
             weight_decay=group["weight_decay"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=group["compile"],
+            foreach=group["foreach"], compiled=use_compile(group["compile"], self),
         )
 
 
@@ -117,7 +119,7 @@ class Signum(OptregOptimizer):
         use_shape_scaling: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> None:
         check_number("lr", lr, ge=0)
         check_number("momentum", momentum, ge=0, lt=1)
@@ -150,7 +152,7 @@ class Signum(OptregOptimizer):
             params, [p.grad for p in params], bufs, steps, lr=group["lr"], momentum=momentum,
             weight_decay=group["weight_decay"], nesterov=group["nesterov"], correct_bias=group["correct_bias"],
             use_shape_scaling=group["use_shape_scaling"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=group["compile"],
+            foreach=group["foreach"], compiled=use_compile(group["compile"], self),
         )
 
 
@@ -180,7 +182,7 @@ class SignSGD(Signum):
         use_shape_scaling: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> None:
         super().__init__(
             params, lr, momentum, weight_decay, nesterov=nesterov, correct_bias=correct_bias,

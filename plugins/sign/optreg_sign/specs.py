@@ -7,12 +7,13 @@ No torch import at module load: the registry imports this module for every ``opt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, field
 from optreg.memory import StateTensor, scalar
+from optreg.specs import COMPILE_DOC
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["ALL_SPECS", "LionSpec", "SignSGDSpec", "SignumSpec"]
 
 _FOREACH_DOC = "Multi-tensor path (None: only when every parameter is on an accelerator; off on CPU)."
-_COMPILE_DOC = "Fused torch.compile kernel (fastest; the first step compiles for seconds)."
 
 
 @attrs.frozen(kw_only=True)
@@ -45,10 +45,10 @@ class LionSpec(OptimizerSpec):
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay: p *= 1 - lr * weight_decay.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
-    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
-        if self.foreach and self.compile:
+        if self.foreach and self.compile is True:
             raise FieldValueError("compile", "choose foreach or compile, not both")
 
     def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:
@@ -86,12 +86,12 @@ class SignumSpec(OptimizerSpec):
     use_shape_scaling: bool = field(False, doc="Scale matrix updates by 2 / (rows + cols); vectors unscaled.")
     maximize: bool = field(False, doc="Maximize the objective instead of minimizing.")
     foreach: bool | None = field(None, per_group=False, doc=_FOREACH_DOC)
-    compile: bool = field(False, per_group=False, doc=_COMPILE_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and self.momentum <= 0:
             raise FieldValueError("nesterov", "Nesterov momentum needs momentum > 0")
-        if self.foreach and self.compile:
+        if self.foreach and self.compile is True:
             raise FieldValueError("compile", "choose foreach or compile, not both")
 
     def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> list[StateTensor]:

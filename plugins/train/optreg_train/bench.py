@@ -356,6 +356,18 @@ class _WithClosure:
         return self.optimizer.state_dict()
 
 
+def _auto_note(cand: Candidate, params: list[Any]) -> str | None:
+    """What ``compile = "auto"`` does at the bench's size (it compiles from 2**23 elements)."""
+    if getattr(cand.spec, "compile", None) != "auto":
+        return None
+    from optreg.compiling import AUTO_COMPILE_NUMEL, use_compile
+
+    numel = sum(p.numel() for p in params)
+    does = "compiles" if use_compile("auto", params) else "stays eager"
+    return (f'compile = "auto" {does} at this size ({numel:,} elements; it compiles from {AUTO_COMPILE_NUMEL:,} '
+            "where a compiler is available)")
+
+
 def _timed_step(optimizer: Any) -> float:
     start = time.perf_counter()
     optimizer.step()
@@ -390,7 +402,7 @@ def bench(names: list[str], *, params: str = DEFAULT_PARAMS, steps: int = 20, co
         results = []
         for cand in todo:
             say(f"{cand.name} {cand.path}")
-            row = Row(cand.name, cand.type, cand.path, cand.default, note=cand.note)
+            row = Row(cand.name, cand.type, cand.path, cand.default, note=cand.note or _auto_note(cand, master))
             results.append(row)
             cand_params = _fresh(master)
             try:

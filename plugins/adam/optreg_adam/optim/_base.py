@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from optreg.compiling import can_flatten, flat, run_compiled
+from optreg.compiling import can_flatten, flat, run_compiled, use_compile
 from optreg.optim import (
     OptregOptimizer,
     as_scalar,
@@ -290,14 +290,14 @@ class PerTensorOptimizer(FamilyOptimizer):
         ctx = StepContext(steps, step_factor, group["lr"], params[0].device, states)
         shared, vectors, constants = self._scalars(group, ctx)
         columns = [v.unbind(0) for v in vectors]
-        use_compile = bool(group.get("compile"))
+        compiling = use_compile(group.get("compile", False), self)
         kernel = type(self).kernel
         to_compile = []
         for i, (p, g, state) in enumerate(zip(params, grads, states)):
             p, g = real_view(p), real_view(g)  # complex: step the real and imaginary parts
             bufs = [real_view(state[k]) for k in self.buffers]
             per_param = [c[i] for c in columns]
-            if use_compile and can_flatten(p, g, *bufs):
+            if compiling and can_flatten(p, g, *bufs):
                 to_compile.append((flat(p), flat(g), *(flat(b) for b in bufs),
                                    ctx.keep, *shared, *per_param, *constants))
             else:

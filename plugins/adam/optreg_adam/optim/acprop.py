@@ -45,7 +45,7 @@ class ACProp(PerTensorOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-16, weight_decay: float = 0.0, *, momentum_update: bool = False,
-                 centering: str = "updated", maximize: bool = False, compile: bool = False) -> None:
+                 centering: str = "updated", maximize: bool = False, compile: bool | str = "auto") -> None:
         if centering not in ACPROP_CENTERING:
             raise ValueError(f"centering must be one of {ACPROP_CENTERING}, got {centering!r}")
         super().__init__(params, checked_defaults(lr, betas, eps, weight_decay, momentum_update=momentum_update,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import use_compile
 from optreg.optim import real_view, use_foreach
 from optreg_adam import functional as F
 from optreg_adam.optim._base import FamilyOptimizer, checked_defaults, moment_zeros
@@ -63,7 +64,7 @@ class Adam(FamilyOptimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
         state_dtype: str | None = None,
     ) -> None:
         if foreach and fused:
@@ -100,12 +101,13 @@ class Adam(FamilyOptimizer):
             return "fused"
         if group["foreach"]:
             return "foreach"
-        per_tensor = "compiled" if group["compile"] else "single"
+        compiling = use_compile(group["compile"], self)
+        per_tensor = "compiled" if compiling else "single"
         if group["state_dtype"] is not None or group["fused"] is False or group["foreach"] is False:
             return per_tensor
         if F.prefers_fused(params, grads):
             return "fused"
-        if group["compile"]:
+        if compiling:
             return per_tensor
         return "foreach" if use_foreach(None, params) else per_tensor
 
@@ -177,7 +179,7 @@ class AdamW(Adam):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
         state_dtype: str | None = None,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, foreach=foreach,

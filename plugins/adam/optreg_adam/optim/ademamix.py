@@ -56,7 +56,7 @@ class AdEMAMix(PerTensorOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float, float] = (0.9, 0.999, 0.9999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, alpha: float = 2.0, alpha_warmup: int | None = None,
-                 beta3_warmup: int | None = None, maximize: bool = False, compile: bool = False) -> None:
+                 beta3_warmup: int | None = None, maximize: bool = False, compile: bool | str = "auto") -> None:
         check_number("alpha", alpha, ge=0)
         for name, warmup in (("alpha_warmup", alpha_warmup), ("beta3_warmup", beta3_warmup)):
             if warmup is not None:

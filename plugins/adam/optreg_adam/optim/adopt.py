@@ -45,7 +45,7 @@ class ADOPT(PerTensorOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999),
                  eps: float = 1e-6, weight_decay: float = 0.0, *, clip: bool = True, clip_exponent: float = 0.25,
-                 decoupled_weight_decay: bool = False, maximize: bool = False, compile: bool = False) -> None:
+                 decoupled_weight_decay: bool = False, maximize: bool = False, compile: bool | str = "auto") -> None:
         check_number("clip_exponent", clip_exponent, gt=0)
         super().__init__(params, checked_defaults(lr, betas, eps, weight_decay, eps_gt_zero=True, clip=clip,
                                                   clip_exponent=clip_exponent,

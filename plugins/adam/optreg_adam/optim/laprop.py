@@ -41,7 +41,7 @@ class LaProp(PerTensorOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 4e-4, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-15, weight_decay: float = 0.0, *, maximize: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool | str = "auto") -> None:
         super().__init__(params, checked_defaults(lr, betas, eps, weight_decay, maximize=maximize, compile=compile))
 
     def _scalars(self, group, ctx):

@@ -39,7 +39,7 @@ class Madam(PerTensorOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 0.0, *, scale_log2: int = 32, maximize: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool | str = "auto") -> None:
         check_number("scale_log2", scale_log2, ge=0, le=120)
         if scale_log2 % 2:
             raise ValueError(f"scale_log2 must be even (the sqrt of 2**scale_log2 stays exact), got {scale_log2!r}")

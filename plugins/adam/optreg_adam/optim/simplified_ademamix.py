@@ -55,7 +55,7 @@ class SimplifiedAdEMAMix(PerTensorOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-4, betas: tuple[float, float] = (0.99, 0.95),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, alpha: float = 0.0,
                  beta1_warmup: int | None = None, min_beta1: float = 0.9, bias_correction1: bool = False,
-                 maximize: bool = False, compile: bool = False) -> None:
+                 maximize: bool = False, compile: bool | str = "auto") -> None:
         check_number("alpha", alpha, ge=0)
         if beta1_warmup is not None:
             check_number("beta1_warmup", beta1_warmup, ge=1, le=MAX_STEPS)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from optreg.compiling import can_flatten, flat, run_compiled
+from optreg.compiling import can_flatten, check_compile_setting, flat, run_compiled, use_compile
 from optreg.optim import (
     check_betas,
     check_number,
@@ -27,7 +27,7 @@ __all__ = ["ScheduleFreeAdamW"]
 
 def adamw_defaults(
     lr: Any, betas: tuple[float, float], eps: float, weight_decay: float, warmup_steps: int, r: float,
-    weight_lr_power: float, weight_decay_at_y: bool, maximize: bool, foreach: bool | None, compile: bool,
+    weight_lr_power: float, weight_decay_at_y: bool, maximize: bool, foreach: bool | None, compile: bool | str,
 ) -> dict[str, Any]:
     """The checked param-group defaults of schedule-free AdamW (RAdam adds its own option to them)."""
     check_schedule_free_options(lr, weight_decay, warmup_steps, r, weight_lr_power)
@@ -45,7 +45,7 @@ def adamw_defaults(
         "weight_decay_at_y": weight_decay_at_y,
         "maximize": maximize,
         "foreach": foreach,
-        "compile": compile,
+        "compile": check_compile_setting(compile),
     }
 
 
@@ -93,7 +93,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
         weight_decay_at_y: bool = True,
         maximize: bool = False,
         foreach: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> None:
         defaults = adamw_defaults(
             lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power, weight_decay_at_y, maximize, foreach,
@@ -138,7 +138,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             "decay_at_y": group["weight_decay_at_y"],
             "maximize": group.get("maximize", False),
         }
-        if group.get("compile"):
+        if use_compile(group.get("compile", False), self):
             params = self._step_compiled(params, step_factor, tensors, options)
             if not params:
                 return

@@ -52,7 +52,7 @@ class ScheduleFreeRAdam(ScheduleFreeAdamW):
         silent_sgd_phase: bool = True,
         maximize: bool = False,
         foreach: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = "auto",
     ) -> None:
         defaults = adamw_defaults(
             lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power, weight_decay_at_y, maximize, foreach,
