@@ -225,7 +225,8 @@ def prepare_run(spec: RunSpec, task: Task | None = None) -> PreparedRun:
 def check_memory(spec: RunSpec, model: torch.nn.Module, device: torch.device) -> None:
     """Refuse, before anything of the optimizer is allocated, a run whose optimizer state (the optimizer's
     declared layout over this rank's parameter shards) and gradients would not fit in the memory available on
-    ``device``; the error gives the estimate (``[train] memory_check = false`` turns the check off)."""
+    ``device`` (on the CPU, times the ranks a launch runs on this machine, which share it); the error gives the
+    estimate (``[train] memory_check = false`` turns the check off)."""
     from optreg.memory import available_memory, format_bytes
 
     estimate = spec.estimate_state(model)
@@ -235,13 +236,17 @@ def check_memory(spec: RunSpec, model: torch.nn.Module, device: torch.device) ->
         for local in [p.to_local() if callable(getattr(p, "to_local", None)) else p]
     )
     free = available_memory(device)
-    need = estimate.total_bytes + grads
+    # the ranks of a launch on this machine share its CPU memory (each GPU has its own)
+    sharing = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    need = (estimate.total_bytes + grads) * sharing
     if free is None or need <= free:
         return
     detail = "; ".join(line.strip() for line in estimate.lines())
+    ranks = f" for the {sharing} ranks on this machine" if sharing > 1 else ""
     raise SpecError(
-        f"this run needs {format_bytes(need)} more on {device} ({format_bytes(estimate.total_bytes)} of optimizer "
-        f"state and {format_bytes(grads)} of gradients), but {format_bytes(free)} is available: {detail}. Shard "
+        f"this run needs {format_bytes(need)} more on {device}{ranks} ({format_bytes(estimate.total_bytes)} of "
+        f"optimizer state and {format_bytes(grads)} of gradients per rank), but {format_bytes(free)} is "
+        f"available: {detail}. Shard "
         "it over more ranks ([parallelism]), keep the state in bfloat16 where the optimizer offers it, train a "
         "smaller model, or set memory_check = false to try anyway",
         path="$.train.memory_check", file=spec.source,

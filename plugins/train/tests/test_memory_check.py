@@ -38,6 +38,17 @@ def test_a_run_whose_state_does_not_fit_is_refused_with_the_estimate(monkeypatch
     assert "optimizer state" in message and "gradients" in message and "is available" in message
 
 
+def test_the_ranks_of_a_launch_on_one_machine_share_its_cpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    run_spec = spec()
+    model = loop.load_task(run_spec.train).make_model()
+    need = run_spec.estimate_state(model).total_bytes + sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(optreg.memory, "available_memory", lambda device: 2 * need)
+    loop.check_memory(run_spec, model, torch.device("cpu"))  # one rank: fits
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    with pytest.raises(optreg.SpecError, match="for the 3 ranks on this machine"):
+        loop.check_memory(run_spec, model, torch.device("cpu"))
+
+
 def test_a_run_that_fits_starts_and_memory_check_false_skips_the_check(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
