@@ -14,7 +14,7 @@ import attrs
 
 from optreg import BuildContext, FieldValueError, OptimizerSpec, WrapperSpec, field
 from optreg.memory import GroupShape, ParamShape, StateTensor, scalar
-from optreg.specs import MAX_COUNT
+from optreg.specs import COMPILE_DOC, MAX_COUNT
 
 if TYPE_CHECKING:
     import torch
@@ -101,6 +101,7 @@ class ProdigySpec(_ScalarScope, OptimizerSpec):
         doc="Compute d's statistics on every slice_p-th element (saves memory).",
     )
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("d", "d_max", "d_numerator", "k")
 
@@ -142,6 +143,7 @@ class DAdaptAdamWSpec(_ScalarScope, OptimizerSpec):
     d0: float = field(1e-6, gt=0, per_group=False, doc="Initial estimate of d.")
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k")
 
@@ -170,6 +172,7 @@ class DAdaptSGDSpec(_ScalarScope, OptimizerSpec):
     d0: float = field(1e-6, gt=0, per_group=False, doc="Initial estimate of d.")
     growth_rate: float | None = field(None, ge=1, per_group=False, doc="Cap on d's growth per step; unset: none.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k", "g0_norm")
 
@@ -197,6 +200,7 @@ class DAdaptLionSpec(_ScalarScope, OptimizerSpec):
     weight_decay: float = field(0.0, ge=0, doc="Decoupled weight decay (scaled by the step size).")
     d0: float = field(1e-6, gt=0, per_group=False, doc="Initial estimate of d.")
     per_group_d: bool = field(False, per_group=False, doc=_PER_GROUP_D_DOC)
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("d", "numerator_weighted", "k")
 
@@ -237,6 +241,7 @@ class DoGSpec(_ScalarScope, OptimizerSpec):
     per_group_d: bool = field(
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("max_dist", "sum_sq_grad", "eta", "k", "x0_norm_sq")
 
@@ -271,6 +276,7 @@ class DoWGSpec(_ScalarScope, OptimizerSpec):
     per_group_d: bool = field(
         False, per_group=False, doc="Distances and gradient norms per param group instead of over all groups."
     )
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("estim_sq_dist", "weighted_sq_grad", "eta")
 
@@ -310,6 +316,7 @@ class COCOBSpec(OptimizerSpec):
     alpha: float = field(100.0, gt=0, doc="Caps the fraction bet early on (the paper's alpha).")
     eps: float = field(1e-8, gt=0, doc="Initial gradient-scale estimate (avoids dividing by 0).")
     weight_decay: float = field(0.0, ge=0, doc="L2 penalty added to the gradient.")
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     def param_state_layout(self, param: ParamShape, options: Mapping[str, Any]) -> Sequence[StateTensor]:
         """x0, theta, max_abs_grad, sum_abs_grad and reward, each shaped like the param."""

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from optreg.compiling import CompileSetting, check_compile_setting, run_compiled, use_compile
 from optreg.optim import (
     OptregOptimizer,
     Scratch,
@@ -40,12 +41,14 @@ from optreg.optim import (
 
 __all__ = [
     "AdamCoefficients",
+    "CompiledPass",
     "GlobalSums",
     "ScopedScalarOptimizer",
     "adam_coefficients",
     "add_scaled_",
     "axpby_",
     "check_growth_rate",
+    "compilable",
     "ema_square_",
     "l1_norm",
     "local",
@@ -136,6 +139,66 @@ class GlobalSums:
         return sums
 
 
+def auto_setting(setting: CompileSetting, auto_compiles: bool) -> CompileSetting:
+    """``setting``, except ``"auto"`` becomes ``False`` for an algorithm whose compiled path does not pay."""
+    return False if setting == "auto" and not auto_compiles else setting
+
+
+# ---------------------------------------------------------------- the compiled path
+#
+# With ``compile`` (optreg.compiling.use_compile) a step runs its passes over the parameters as per-tensor
+# kernels (``_kernels``) through ``run_compiled``: plain contiguous tensors on the scalars' device, flattened.
+# Every other tensor (a DTensor shard, a non-contiguous or channels-last tensor, a strided slice) takes the
+# eager code, in the same step: the sums of both add up in the same GlobalSums.
+
+
+def compilable(device: torch.device, *tensors: torch.Tensor | None) -> bool:
+    """Whether the compiled kernels take these tensors: plain (not sharded), contiguous and on ``device``
+    (where the step's 0-dim scalars live)."""
+    return all(t is None or (type(t) in _PLAIN and t.device == device and t.is_contiguous()) for t in tensors)
+
+
+class CompiledPass:
+    """One pass of a compiled step: a kernel's per-tensor calls, run together through
+    :func:`optreg.compiling.run_compiled`, and the partial sums each call writes.
+
+    ``add(*args)`` queues ``kernel(out, *args)`` (``kernel(*args)`` for a pass of no sums), ``out`` a fresh
+    1-D tensor of ``sums`` elements (at least 2) in ``like``'s dtype and device (the estimator's scalars:
+    float64); :meth:`run` runs the queue and adds each sum's total to a :class:`GlobalSums` (the tensors
+    are plain, so the totals are whole). Nothing is read on the host.
+    """
+
+    def __init__(self, kernel: Callable[..., None], sums: int = 0, like: torch.Tensor | None = None) -> None:
+        self.kernel = kernel
+        self.sums = sums
+        self.calls: list[tuple[Any, ...]] = []
+        self._like = like
+        self._outs: list[torch.Tensor] = []
+
+    def add(self, *args: Any) -> None:
+        """Queue one tensor's call: flattened tensors (``optreg.compiling.flat``), 0-dim scalars, constants."""
+        if self.sums:
+            like = self._like
+            assert like is not None, "a pass with sums needs like"
+            out = torch.zeros(max(2, self.sums), dtype=like.dtype, device=like.device)
+            # A static size: the chunk's few writes share one small loop, not a parallel loop per tensor.
+            torch._dynamo.mark_static(out, 0)
+            self._outs.append(out)
+            args = (out, *args)
+        self.calls.append(args)
+
+    def run(self, sums: GlobalSums | None = None, first: int = 0) -> None:
+        """Run the queued calls; each sum's total over them goes to ``sums`` (slots ``first``, ``first + 1``, ...)."""
+        if not self.calls:
+            return
+        run_compiled(self.kernel, self.calls)
+        if sums is not None:
+            totals = torch.stack(self._outs).sum(0)
+            for i in range(self.sums):
+                sums.add(first + i, totals[i], totals)
+        self.calls, self._outs = [], []
+
+
 def lr_is_nonzero_number(group: Mapping[str, Any]) -> bool:
     """Whether the group's ``lr`` is a Python number other than 0 (known without reading a tensor).
 
@@ -197,11 +260,26 @@ class ScopedScalarOptimizer(OptregOptimizer):
     #: The scalar that times a group's ``lr`` gives its step size (``d``, ``eta``), for :meth:`effective_lrs`.
     STEP_SCALAR: str | None = None
     TRANSIENT = ("scratch",)
+    #: The ``compile`` option: an attribute, not a param-group option, so a checkpoint keeps its layout
+    #: (and an optimizer pickled before the option existed stays eager).
+    compile: CompileSetting = False
+    #: Whether ``compile = "auto"`` compiles this algorithm on a large model: false where the compiled passes
+    #: measured no faster than eager (their global sums are inductor reductions slower than the eager ones).
+    AUTO_COMPILE: bool = True
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False) -> None:
+    def __init__(
+        self, params: Iterable[Any], defaults: dict[str, Any], *, per_group_d: bool = False,
+        compile: CompileSetting = "auto",
+    ) -> None:
         self.per_group_d = bool(per_group_d)
+        self.compile = check_compile_setting(compile)
         self._init_transient()
         super().__init__(params, defaults)
+
+    def compiling(self) -> bool:
+        """Whether this step takes the compiled path (``compile``, by :func:`optreg.compiling.use_compile`;
+        ``"auto"`` stays eager for an algorithm whose compiled path does not pay, :attr:`AUTO_COMPILE`)."""
+        return use_compile(auto_setting(self.compile, self.AUTO_COMPILE), self)
 
     def _init_transient(self) -> None:
         self.scratch = Scratch()

@@ -4,6 +4,10 @@ Norms are taken over a scope: all groups (global DoG, the paper's default) or ea
 (``per_group_d``); a group's ``lr`` multiplies ``eta`` for that group. Weight decay is L2 (added to
 the gradient before the norms). The update rules are in the class docstrings. Under sharding (FSDP,
 HSDP, TP) the norms are global: each rank reduces its shards, one all-reduce per step completes them.
+
+``compile`` (``"auto"``: from 2**23 elements, see ``optreg.compiling.use_compile``) runs both passes as
+fused ``torch.compile`` kernels per tensor (the norms, then the step); sharded and non-contiguous tensors
+step eagerly; the result is the eager one up to float rounding.
 """
 
 from __future__ import annotations
@@ -13,12 +17,24 @@ from typing import Any, Literal
 
 import torch
 
+from optreg.compiling import CompileSetting, flat
 from optreg.optim import check_number, gate_grad, inner_product, params_with_grads, real_view
-from optreg_paramfree.optim._common import GlobalSums, ScopedScalarOptimizer, add_scaled_, local
+from optreg_paramfree.optim._common import (
+    CompiledPass,
+    GlobalSums,
+    ScopedScalarOptimizer,
+    add_scaled_,
+    compilable,
+    local,
+)
+from optreg_paramfree.optim._kernels import distance_norms_, sgd_update_
 
 __all__ = ["DoG", "DoWG"]
 
 InitStep = Literal["distance", "learning_rate", "heuristic"]
+#: What a scope's first pass hands to the step: per group, the group, its params, ``lr * active`` and which
+#: params took the compiled kernels.
+Work = list[tuple[dict[str, Any], list[torch.Tensor], torch.Tensor, list[bool]]]
 
 
 class _DistanceOverGradients(ScopedScalarOptimizer):
@@ -33,8 +49,10 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
 
     def _norms(
         self, scope: list[dict[str, Any]], step_factor: torch.Tensor | None, like: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[dict[str, Any], list[torch.Tensor], torch.Tensor]]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Work]:
         sums = GlobalSums(like, 3)  # ||x - x0||^2, ||g||^2, ||x0||^2 (on the first step)
+        compiling, keep = self.compiling(), self._gate(step_factor, like) != 0
+        norms = CompiledPass(distance_norms_, 2, like)
         work = []
         for group in scope:
             params = params_with_grads(group)
@@ -43,37 +61,44 @@ class _DistanceOverGradients(ScopedScalarOptimizer):
             lr = self._lr_of(group, like)
             active = (lr != 0).to(like.dtype)
             decay = group["weight_decay"]
+            fused = []
             for p in params:
                 param, state = real_view(p), self.state[p]
                 if "x0" not in state:
                     state["x0"] = p.detach().clone(memory_format=torch.preserve_format)
                     sums.add(2, active * inner_product(local(param), local(param)), param)
-                grad = gate_grad(real_view(p.grad), step_factor)
+                raw, x0 = real_view(p.grad), real_view(state["x0"])
+                fused.append(compiling and compilable(like.device, param, raw, x0))
+                if fused[-1]:
+                    norms.add(flat(param), flat(raw), flat(x0), keep, active, float(decay))
+                    continue
+                grad = gate_grad(raw, step_factor)
                 if decay != 0:
                     grad = grad.add(param, alpha=decay)
-                diff = torch.sub(param, real_view(state["x0"]), out=self.scratch.get(param))
+                diff = torch.sub(param, x0, out=self.scratch.get(param))
                 sums.add(0, active * inner_product(local(diff), local(diff)), diff)
                 sums.add(1, active * inner_product(local(grad), local(grad)), grad)
-            work.append((group, params, lr * active))
+            work.append((group, params, lr * active, fused))
+        norms.run(sums)
         dist_sq, grad_sq, x0_sq = sums.totals()
         return dist_sq, grad_sq, x0_sq, work
 
-    def _apply(
-        self,
-        work: list[tuple[dict[str, Any], list[torch.Tensor], torch.Tensor]],
-        eta: torch.Tensor,
-        sf: torch.Tensor,
-        step_factor: torch.Tensor | None,
-    ) -> None:
-        for group, params, lr in work:
+    def _apply(self, work: Work, eta: torch.Tensor, sf: torch.Tensor, step_factor: torch.Tensor | None) -> None:
+        keep = sf != 0
+        update = CompiledPass(sgd_update_)
+        for group, params, lr, fused in work:
             scale = -eta * lr * sf
             decay = group["weight_decay"]
-            for p in params:
-                param = real_view(p)
-                grad = gate_grad(real_view(p.grad), step_factor)
+            for p, compiled in zip(params, fused):
+                param, raw = real_view(p), real_view(p.grad)
+                if compiled:
+                    update.add(flat(param), flat(raw), keep, scale, float(decay))
+                    continue
+                grad = gate_grad(raw, step_factor)
                 if decay != 0:
                     grad = grad.add(param, alpha=decay)
                 add_scaled_(param, grad, scale)
+        update.run()
 
 
 class DoG(_DistanceOverGradients):
@@ -98,6 +123,11 @@ class DoG(_DistanceOverGradients):
     sync, and ``step_factor``.
     """
 
+    #: compile = "auto" stays eager: compiled, the step measured 2.25-2.31x of fused AdamW's time per byte against
+    #: 2.20-2.22x eager
+    #: (10 x 1024x1024 fp32, this CPU): its global sums are inductor reductions, slower than eager ones.
+    AUTO_COMPILE = False
+
     SCALARS = ("max_dist", "sum_sq_grad", "eta", "k", "x0_norm_sq")
 
     def __init__(
@@ -109,6 +139,7 @@ class DoG(_DistanceOverGradients):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         per_group_d: bool = False,
+        compile: CompileSetting = "auto",
     ) -> None:
         check_number("lr", lr, ge=0)
         check_number("init_step_value", init_step_value, gt=0)
@@ -123,7 +154,7 @@ class DoG(_DistanceOverGradients):
             "eps": eps,
             "weight_decay": weight_decay,
         }
-        super().__init__(params, defaults, per_group_d=per_group_d)
+        super().__init__(params, defaults, per_group_d=per_group_d, compile=compile)
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         return {"max_dist": 0.0, "sum_sq_grad": 0.0, "eta": 0.0, "k": 0.0, "x0_norm_sq": 0.0}
@@ -180,6 +211,11 @@ class DoWG(_DistanceOverGradients):
     which would silently freeze every parameter); no host sync, and ``step_factor``.
     """
 
+    #: compile = "auto" stays eager: compiled, the step measured 2.19-2.33x of fused AdamW's time per byte against
+    #: 2.13-2.24x eager
+    #: (10 x 1024x1024 fp32, this CPU): its global sums are inductor reductions, slower than eager ones.
+    AUTO_COMPILE = False
+
     SCALARS = ("estim_sq_dist", "weighted_sq_grad", "eta")
 
     def __init__(
@@ -190,6 +226,7 @@ class DoWG(_DistanceOverGradients):
         eps: float = 1e-4,
         weight_decay: float = 0.0,
         per_group_d: bool = False,
+        compile: CompileSetting = "auto",
     ) -> None:
         check_number("lr", lr, ge=0)
         if init_estim_sq_dist is not None:
@@ -197,7 +234,7 @@ class DoWG(_DistanceOverGradients):
         check_number("eps", eps, gt=0)
         check_number("weight_decay", weight_decay, ge=0)
         defaults = {"lr": lr, "init_estim_sq_dist": init_estim_sq_dist, "eps": eps, "weight_decay": weight_decay}
-        super().__init__(params, defaults, per_group_d=per_group_d)
+        super().__init__(params, defaults, per_group_d=per_group_d, compile=compile)
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         init = group["init_estim_sq_dist"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import CompileSetting, check_compile_setting, flat, use_compile
 from optreg.optim import (
     Scratch,
     WrappedOptimizer,
@@ -22,7 +23,8 @@ from optreg.optim import (
     run_closure,
     scalar_dtype,
 )
-from optreg_paramfree.optim._common import GlobalSums, local
+from optreg_paramfree.optim._common import CompiledPass, GlobalSums, compilable, local
+from optreg_paramfree.optim._kernels import mechanic_sums_, mechanic_update_
 
 __all__ = ["Mechanic"]
 
@@ -57,10 +59,17 @@ class Mechanic(WrappedOptimizer):
     a loss-aware inner optimizer (``optreg.optim.give_loss``). Complex params enter ``h`` and the
     norms through their real view (``Re<g, x>``). Under sharding (FSDP, HSDP, TP) the norms and ``h``
     are global: each rank reduces its shards, and an all-reduce completes the norms, then ``h``.
+
+    ``compile`` (a constructor option, ``"auto"``: from 2**23 elements, see ``optreg.compiling.use_compile``)
+    runs Mechanic's own work as two fused ``torch.compile`` kernels per tensor around the inner step (the
+    norms and ``h`` in one pass, as ``h`` is linear in its two inner products; then the rescaled update);
+    the inner optimizer steps as it was built. Sharded and non-contiguous tensors take the eager code.
     """
 
     PREFIX = "mechanic_"
     TRANSIENT = ("scratch",)
+    #: The ``compile`` option (an attribute, so checkpoints keep their layout; False when unpickled from before it).
+    compile: CompileSetting = False
 
     def __init__(
         self,
@@ -70,6 +79,7 @@ class Mechanic(WrappedOptimizer):
         eps: float = 1e-8,
         s_init: float = 1e-6,
         num_betas: int = 6,
+        compile: CompileSetting = "auto",
     ) -> None:
         check_number("weight_decay", weight_decay, ge=0)
         check_number("eps", eps, gt=0)
@@ -79,6 +89,7 @@ class Mechanic(WrappedOptimizer):
         self.mechanic_eps = float(eps)
         self.s_init = float(s_init)
         self.num_betas = int(num_betas)
+        self.compile = check_compile_setting(compile)
         self._init_transient()
         super().__init__(inner)
 
@@ -131,29 +142,46 @@ class Mechanic(WrappedOptimizer):
         eps, decay = self.mechanic_eps, self.mechanic_weight_decay
         s_sum = s.sum()
         zero = torch.zeros((), dtype=s.dtype, device=device)
-        norms = GlobalSums(zero, 2)  # ||g||^2, ||x||^2
-        for p, _ in params:
-            grad = local(gate_grad(real_view(p.grad), step_factor))
-            param = local(real_view(p))
-            norms.add(0, inner_product(grad, grad).to(device), p)
-            norms.add(1, inner_product(param, param).to(device), p)
-        grad_sq, param_sq = norms.totals()
-        decay_coef = decay * s_sum * torch.sqrt(grad_sq) / (torch.sqrt(param_sq) + eps)
-
-        h_sum = GlobalSums(zero, 1)
-        before, refs = [], []
+        compiling = use_compile(self.compile, self)
+        keep = torch.ones((), dtype=torch.bool, device=device) if sf is None else sf != 0
+        # ||g||^2, ||x||^2; the compiled params add sign * <g, x_ref - x> and <x, x_ref - x> in the same pass
+        norms = GlobalSums(zero, 4)
+        sums = CompiledPass(mechanic_sums_, 4, zero)
+        before: list[torch.Tensor | None] = []
+        refs, fused = [], []
         for p, sign in params:
             ref = self.wrapper_state.get(p, {}).get("mechanic_x_ref")
             if ref is None:
                 ref = p.detach().clone(memory_format=torch.preserve_format)
+            refs.append(ref)
+            param, raw = real_view(p), real_view(p.grad)
+            fused.append(compiling and compilable(device, param, raw, real_view(ref)))
+            if fused[-1]:
+                prev = torch.empty_like(p, memory_format=torch.preserve_format)  # x before the inner step
+                sums.add(flat(param), flat(raw), flat(real_view(ref)), flat(real_view(prev)), keep, sign)
+                before.append(prev)
+                continue
+            before.append(None)
+            grad = local(gate_grad(raw, step_factor))
+            norms.add(0, inner_product(grad, grad).to(device), p)
+            norms.add(1, inner_product(local(param), local(param)).to(device), p)
+        sums.run(norms)
+        grad_sq, param_sq, fused_g_dx, fused_x_dx = norms.totals()
+        decay_coef = decay * s_sum * torch.sqrt(grad_sq) / (torch.sqrt(param_sq) + eps)
+
+        h_sum = GlobalSums(zero, 1)
+        if any(fused):
+            h_sum.add(0, (fused_g_dx + decay_coef * fused_x_dx) / (s_sum + eps), zero)
+        for i, ((p, sign), ref) in enumerate(zip(params, refs)):
+            if fused[i]:
+                continue
             param = real_view(p)
             grad = gate_grad(real_view(p.grad), step_factor)
             diff = torch.sub(real_view(ref), param, out=self.scratch.get(param))  # (x_ref - x) = -sum(s) * Delta_t
             g, x, dx = local(grad), local(param), local(diff)
             term = (sign * inner_product(g, dx) + decay_coef * inner_product(x, dx)) / (s_sum + eps)
             h_sum.add(0, term.to(device), diff)
-            before.append(p.detach().clone(memory_format=torch.preserve_format))
-            refs.append(ref)
+            before[i] = p.detach().clone(memory_format=torch.preserve_format)
         (h,) = h_sum.totals()
 
         if loss is not None:
@@ -179,12 +207,19 @@ class Mechanic(WrappedOptimizer):
             group.update(zip(_SCALARS, (new_s, new_m, new_v, new_r)))
 
         new_sum = new_s.sum()
-        for (p, _), ref, prev in zip(params, refs, before):
+        update = CompiledPass(mechanic_update_)
+        take_all = keep if take is None else take
+        for (p, _), ref, prev, compiled in zip(params, refs, before, fused):
+            assert prev is not None
             param, ref_r, prev_r = real_view(p), real_view(ref), real_view(prev)
+            self.wrapper_state.setdefault(p, {})["mechanic_x_ref"] = ref
+            if compiled:
+                update.add(flat(param), flat(ref_r), flat(prev_r), s_sum + eps, new_sum, take_all)
+                continue
             step = torch.sub(param, prev_r, out=self.scratch.get(param))  # u_t, the inner update
             delta = prev_r.sub_(ref_r).div_(s_sum + eps).add_(step)  # Delta_t + u_t (prev is ours: a copy)
             torch.addcmul(ref_r, delta, new_sum, out=step)  # x_ref + sum(s) * (Delta_t + u_t)
             # A skipped step: the inner optimizer (which takes step_factor) left param at x_t: keep it.
             commit_(param, step, None if take is None else take.to(p.device))
-            self.wrapper_state.setdefault(p, {})["mechanic_x_ref"] = ref
+        update.run()
         return loss

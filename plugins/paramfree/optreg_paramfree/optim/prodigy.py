@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from optreg.compiling import CompileSetting, flat
 from optreg.optim import (
     check_betas,
     check_number,
@@ -20,16 +21,19 @@ from optreg.optim import (
 )
 from optreg.specs import MAX_COUNT
 from optreg_paramfree.optim._common import (
+    CompiledPass,
     GlobalSums,
     ScopedScalarOptimizer,
     adam_coefficients,
     add_scaled_,
     axpby_,
     check_growth_rate,
+    compilable,
     ema_square_,
     l1_norm,
     local,
 )
+from optreg_paramfree.optim._kernels import prodigy_moments_, prodigy_update_
 
 __all__ = ["Prodigy"]
 
@@ -69,6 +73,11 @@ class Prodigy(ScopedScalarOptimizer):
     shards and one all-reduce per step completes them. ``slice_p > 1`` indexes the flattened parameter
     globally: it is refused for a parameter split across ranks (a ``ValueError`` naming the mesh
     dimension), and works on the local tensor of one every rank holds whole.
+
+    ``compile`` (``"auto"``: from 2**23 elements, see ``optreg.compiling.use_compile``) runs each pass over
+    the parameters as one fused kernel per tensor through ``torch.compile``: the moments, ``s`` and the
+    tensor's share of both sums, then the update. Sharded, non-contiguous and ``slice_p > 1`` tensors step
+    eagerly; the result is the eager one up to float rounding.
     """
 
     SCALARS = ("d", "d_max", "d_numerator", "k")
@@ -90,6 +99,7 @@ class Prodigy(ScopedScalarOptimizer):
         growth_rate: float | None = None,
         slice_p: int = 1,
         per_group_d: bool = False,
+        compile: CompileSetting = "auto",
     ) -> None:
         check_number("lr", lr, ge=0)
         check_betas(betas, 2)
@@ -115,7 +125,7 @@ class Prodigy(ScopedScalarOptimizer):
             "growth_rate": growth_rate,
             "slice_p": int(slice_p),
         }
-        super().__init__(params, defaults, per_group_d=per_group_d)
+        super().__init__(params, defaults, per_group_d=per_group_d, compile=compile)
 
     def _initial_scalars(self, group: dict[str, Any]) -> dict[str, float]:
         return {"d": group["d0"], "d_max": group["d0"], "d_numerator": 0.0, "k": 0.0}
@@ -160,6 +170,8 @@ class Prodigy(ScopedScalarOptimizer):
         zero = torch.zeros_like(d)
 
         sums, any_active = GlobalSums(d, 2), zero  # d's numerator and denominator
+        compiling, keep = self.compiling(), sf != 0
+        moments = CompiledPass(prodigy_moments_, 2, d)
         plans = []
         for group in scope:
             params = params_with_grads(group)
@@ -173,17 +185,14 @@ class Prodigy(ScopedScalarOptimizer):
             c_num = (d / d0) * dlr * gate
             c_s = (d / d0) * (d if safeguard else dlr) * gate
             decay, decouple, slice_p = group["weight_decay"], group["decouple"], group["slice_p"]
+            l2 = decay if decay != 0 and not decouple else 0.0
+            fused = []
             for p in params:
-                param = real_view(p)
-                grad = real_view(p.grad)
-                if decay != 0 and not decouple:
-                    grad = grad.add(param, alpha=decay)
-                grad = gate_grad(grad, step_factor)
-                state = self.state[p]
+                param, state = real_view(p), self.state[p]
                 if slice_p == 1:  # shaped like the param: a DTensor's statistics are sharded as it is
-                    param_slice, grad_slice = param, grad
+                    param_slice = param
                 else:  # an index into the whole flattened param: plain, or a DTensor every rank holds whole
-                    param_slice, grad_slice = local(param).reshape(-1)[::slice_p], local(grad).reshape(-1)[::slice_p]
+                    param_slice = local(param).reshape(-1)[::slice_p]
                 if "exp_avg_sq" not in state:
                     state["s"] = torch.zeros_like(param_slice, memory_format=torch.contiguous_format)
                     state["p0"] = param_slice.detach().clone(memory_format=torch.contiguous_format)
@@ -191,14 +200,27 @@ class Prodigy(ScopedScalarOptimizer):
                         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 s, p0 = state["s"], state["p0"]
+                exp_avg = real_view(state["exp_avg"]) if beta1 > 0 else None
+                exp_avg_sq = real_view(state["exp_avg_sq"])
+                raw = real_view(p.grad)
+                tensors = (param, raw, exp_avg, exp_avg_sq, s, p0)
+                fused.append(compiling and slice_p == 1 and compilable(d.device, *tensors))
+                if fused[-1]:
+                    moments.add(flat(param), flat(raw), flat(exp_avg), flat(exp_avg_sq), flat(s), flat(p0),
+                                keep, keep1, c1, keep2, c2, keep3, c_num, c_s, active, l2)
+                    continue
+                grad = raw.add(param, alpha=decay) if l2 != 0 else raw
+                grad = gate_grad(grad, step_factor)
+                grad_slice = grad if slice_p == 1 else local(grad).reshape(-1)[::slice_p]
                 diff = torch.sub(p0, param_slice, out=self.scratch.get(p0))
                 sums.add(0, c_num * inner_product(local(grad_slice), local(diff)), diff)
-                if beta1 > 0:
-                    axpby_(real_view(state["exp_avg"]), keep1, grad, c1)
-                ema_square_(real_view(state["exp_avg_sq"]), keep2, grad, c2, self.scratch.get(param, 1))
+                if exp_avg is not None:
+                    axpby_(exp_avg, keep1, grad, c1)
+                ema_square_(exp_avg_sq, keep2, grad, c2, self.scratch.get(param, 1))
                 axpby_(s, keep3, grad_slice, c_s)
                 sums.add(1, active * l1_norm(local(s), local(diff)), diff)
-            plans.append((group, params, dlr, active))
+            plans.append((group, params, dlr, active, fused))
+        moments.run(sums)
 
         delta_numerator, d_denom = sums.totals()
         new_numerator = numerator * beta3 + delta_numerator
@@ -221,23 +243,35 @@ class Prodigy(ScopedScalarOptimizer):
             },
         )
 
-        for group, params, dlr, active in plans:
+        update = CompiledPass(prodigy_update_)
+        for group, params, dlr, active, fused in plans:
             move = take * active
-            eps, decay = group["eps"], group["weight_decay"]
+            eps, decay, decouple = group["eps"], group["weight_decay"], group["decouple"]
             beta1 = group["betas"][0]
-            for p in params:
+            l2 = decay if decay != 0 and not decouple else 0.0
+            eps_d = d_next * eps
+            c_decay = -decay * dlr * move if decay != 0 and decouple else None
+            c_step = -dlr * move if beta1 > 0 else -dlr * d_next * move
+            for p, compiled in zip(params, fused):
                 param, state = real_view(p), self.state[p]
-                denom = torch.sqrt(real_view(state["exp_avg_sq"]), out=self.scratch.get(param)).add_(d_next * eps)
-                if decay != 0 and group["decouple"]:
-                    add_scaled_(param, param, -decay * dlr * move)
-                if beta1 > 0:
-                    add_scaled_(param, torch.div(real_view(state["exp_avg"]), denom, out=denom), -dlr * move)
+                exp_avg = real_view(state["exp_avg"]) if beta1 > 0 else None
+                exp_avg_sq = real_view(state["exp_avg_sq"])
+                if compiled:
+                    update.add(flat(param), flat(real_view(p.grad)), flat(exp_avg), flat(exp_avg_sq),
+                               keep, eps_d, c_decay, c_step, l2)
+                    continue
+                denom = torch.sqrt(exp_avg_sq, out=self.scratch.get(param)).add_(eps_d)
+                if c_decay is not None:
+                    add_scaled_(param, param, c_decay)
+                if exp_avg is not None:
+                    add_scaled_(param, torch.div(exp_avg, denom, out=denom), c_step)
                 else:
                     grad = real_view(p.grad)
-                    if decay != 0 and not group["decouple"]:
+                    if l2 != 0:
                         grad = grad.add(param, alpha=decay)
                     grad = gate_grad(grad, step_factor)
-                    add_scaled_(param, torch.div(grad, denom, out=denom), -dlr * d_next * move)
+                    add_scaled_(param, torch.div(grad, denom, out=denom), c_step)
+        update.run()
 
 
 def _check_whole(p: torch.Tensor, slice_p: int) -> None:
