@@ -97,8 +97,10 @@ class _RoutedSpec(OptimizerSpec):
     foreach: bool | None = field(
         None,
         per_group=False,
-        doc="Batch row blocks of one shape into one Newton-Schulz call (None or true: on; false: one call per "
-        "block, the ops of torch.optim.Muon). Not the torch._foreach_* path; no effect on dion's matrices.",
+        doc="Batch row blocks of one shape into one Newton-Schulz call. None: where it pays (every block off CPU; "
+        "on CPU blocks of up to 2**17 elements per thread); true: every size (fewer, larger calls: on CPU a few "
+        "percent slower on idle cores, faster when other processes compete for them); false: one call per "
+        "block, the ops of torch.optim.Muon. Not the torch._foreach_* path; no effect on dion's matrices.",
     )
 
     def role_options(self, role: str) -> dict[str, Any] | None:

@@ -21,8 +21,10 @@ from optreg_muon.functional.newton_schulz import Coefficients, newton_schulz
 
 __all__ = [
     "ADJUST_LR_RULES",
+    "BATCH_MAX_ELEMENTS_PER_THREAD",
     "DionComm",
     "adjust_lr_ratio",
+    "batch_blocks",
     "block_lr",
     "decay_and_apply_",
     "dion_floor",
@@ -98,6 +100,33 @@ def row_blocks(view: torch.Tensor, split_sizes: Sequence[int], num_heads: int) -
     return parts
 
 
+#: On CPU, blocks of one shape share a batched Newton-Schulz call only up to this many elements per block and
+#: torch thread (:func:`batch_blocks`); larger blocks get a call each. Batching pays while a block's products
+#: are too short to keep the threads busy: a batched product hands each thread whole matrices, where one
+#: block's product is split between the threads and waits for all of them at its end. Above that one block at
+#: a time keeps its working set in cache, and the halved symmetric products (``SYMMETRIC_MIN_SIDE``) pay more
+#: on one matrix than on a batch. The bound grows with the threads as that split costs more. Measured on a
+#: 2-core AMD EPYC with native bf16 (``bench/muon_step.py``, default step, batched / one call per matrix):
+#: 1 thread (CPU time, four runs) 0.86-0.90 at 256x256, 0.77-0.83 at 128x1024, 1.02-1.07 at 384x384,
+#: 1.09-1.13 at 512x512, 1.06-1.09 at 1024x1024; 2 threads (wall time, five runs) 0.74-0.88 at 256x1024,
+#: 0.85-1.03 at 512x512, 1.01-1.08 at 1024x1024, 1.07-1.11 at 1024x4096. When other processes compete for
+#: the cores batching wins at every size (``foreach = true`` batches whatever the size; docs/muon.md).
+BATCH_MAX_ELEMENTS_PER_THREAD = 2**17
+
+
+def batch_blocks(shape: Sequence[int], device: torch.device) -> bool:
+    """Whether blocks of ``shape`` (the last two dims) on ``device`` are batched with others of their shape.
+
+    Always off CPU (a batched product saves kernel launches); on CPU up to
+    :data:`BATCH_MAX_ELEMENTS_PER_THREAD` elements per block and ``torch.get_num_threads()`` thread (with one
+    thread 256x256 and 128x1024 are batched, 384x384 is not; with two 512x512 is, 1024x1024 is not).
+    """
+    if device.type != "cpu":
+        return True
+    rows, cols = shape[-2:]
+    return rows * cols <= BATCH_MAX_ELEMENTS_PER_THREAD * torch.get_num_threads()
+
+
 def orthogonalize(
     updates: Sequence[torch.Tensor],
     coefficients: Coefficients,
@@ -106,6 +135,7 @@ def orthogonalize(
     split_sizes: Sequence[int] = (),
     num_heads: int = 1,
     batched: bool = True,
+    any_size: bool = False,
     preconditioning: str = "frobenius",
     eps: float = 1e-7,
     dtype: torch.dtype = torch.bfloat16,
@@ -114,7 +144,10 @@ def orthogonalize(
     """Newton-Schulz on every update's matrix view, block by block; (orthogonalized view, block shapes) per update.
 
     With ``batched``, blocks of one shape (and dtype and device) across all the updates go through one
-    batched Newton-Schulz call; otherwise each block gets its own call (the ops of ``torch.optim.Muon``).
+    batched Newton-Schulz call where :func:`batch_blocks` says so (stacked straight into ``dtype``); otherwise
+    each block gets its own call (the ops of ``torch.optim.Muon``), and a block that is itself a batch (heads,
+    a 3-D param with ``flatten = false``) of matrices :func:`batch_blocks` does not batch, one call per matrix.
+    ``any_size`` (with ``batched``): batch every shape, whatever :func:`batch_blocks` says.
     """
     kwargs: dict[str, Any] = {"preconditioning": preconditioning, "eps": eps, "dtype": dtype, "backend": backend}
     plans = []
@@ -124,16 +157,29 @@ def orthogonalize(
         blocks = row_blocks(view, split_sizes, num_heads)
         plans.append((view, blocks))
         for j, block in enumerate(blocks):
-            key = (tuple(block.shape[-2:]), block.dtype, block.device) if batched else (i, j)
-            queue[key].append((i, j, block))
+            shape = tuple(block.shape[-2:])
+            together = batched and (any_size or batch_blocks(shape, block.device))
+            queue[(shape, block.dtype, block.device) if together else (i, j)].append((i, j, block))
     results: dict[tuple[int, int], torch.Tensor] = {}
     for entries in queue.values():
         if len(entries) == 1:
             i, j, block = entries[0]
-            results[(i, j)] = newton_schulz(block, coefficients, **kwargs)
+            if block.ndim > 2 and not (batched and any_size) and not batch_blocks(block.shape, block.device):
+                # heads / a 3-D batch of matrices too large to batch: one call each
+                flat = block.reshape(-1, *block.shape[-2:])
+                results[(i, j)] = torch.stack([newton_schulz(b, coefficients, **kwargs) for b in flat]).reshape(
+                    block.shape)
+            else:
+                results[(i, j)] = newton_schulz(block, coefficients, **kwargs)
             continue
-        stacked = torch.cat([b.reshape(-1, *b.shape[-2:]) for _, _, b in entries])
-        orth = newton_schulz(stacked, coefficients, **kwargs)
+        # one buffer in the iteration's dtype, filled block by block (the cast fused with the copy)
+        flats = [b.reshape(-1, *b.shape[-2:]) for _, _, b in entries]
+        stacked = flats[0].new_empty((sum(f.shape[0] for f in flats), *flats[0].shape[-2:]), dtype=dtype)
+        start = 0
+        for f in flats:
+            stacked[start : start + f.shape[0]].copy_(f)
+            start += f.shape[0]
+        orth = newton_schulz(stacked, coefficients, overwrite=True, **kwargs)
         offset = 0
         for i, j, block in entries:
             count = block.numel() // (block.shape[-2] * block.shape[-1])

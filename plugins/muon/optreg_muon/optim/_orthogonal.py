@@ -129,14 +129,23 @@ class Orthogonal(OptregOptimizer):
 
     @property
     def batch_matrices(self) -> bool:
-        """Whether blocks of one shape share one batched Newton-Schulz call: ``foreach`` True or None (the default).
+        """Whether blocks of one shape may share one batched Newton-Schulz call: ``foreach`` True or None (the default).
 
         Not :func:`optreg.optim.use_foreach`'s policy (None: ``torch._foreach_*`` only on accelerators, since
-        those elementwise ops lose to a loop on CPU): here ``foreach`` batches matrix products, which cost the
-        same as one product per matrix on CPU and save launches on accelerators. ``foreach = False`` runs one
+        those elementwise ops lose to a loop on CPU): here ``foreach`` batches matrix products, which save
+        launches on accelerators and, on CPU, pay for small blocks only. None batches where it pays: every
+        block off CPU, on CPU blocks up to
+        :data:`optreg_muon.functional.matrix.BATCH_MAX_ELEMENTS_PER_THREAD` elements per thread
+        (``batch_blocks``); True batches every size (:attr:`batch_any_size`); ``foreach = False`` runs one
         call per block (the ops of ``torch.optim.Muon``).
         """
         return self.foreach is not False
+
+    @property
+    def batch_any_size(self) -> bool:
+        """``foreach = True``: batch blocks of one shape whatever their size (fewer, larger calls). On CPU that
+        loses a few percent on cores the step has to itself and wins when other processes compete for them."""
+        return self.foreach is True
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as the constructor does: split by ``ndim`` unless it names its ``algorithm``.

@@ -46,8 +46,8 @@ class Dion2(Orthogonal):
     decay; every Newton-Schulz option of Muon (``ns_dtype``, presets, preconditioning, Triton). Under FSDP
     the reference selects rows of each rank's shard (its ``"local"`` scope, which depends on the number of
     ranks); here a sharded matrix is gathered whole and selected as in one process (its ``"global"``
-    scope), so every strategy computes the single-process update. ``foreach`` (on by default) batches the
-    selected submatrices of one shape into one Newton-Schulz call.
+    scope), so every strategy computes the single-process update. ``foreach`` batches the selected
+    submatrices of one shape into one Newton-Schulz call (as Muon's: by default where it pays).
     """
 
     ALGORITHM = "dion2"
@@ -150,6 +150,7 @@ class Dion2(Orthogonal):
             resolve_coefficients(group["ns_coefficients"], group["ns_steps"]),
             flatten=False,  # the submatrices are matrices, or batches with flatten = False: keep them so
             batched=self.batch_matrices,
+            any_size=self.batch_any_size,
             preconditioning=group["preconditioning"],
             eps=group["eps"],
             dtype=NS_DTYPES[group["ns_dtype"]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -86,8 +87,10 @@ class Muon(Orthogonal):
     batch of matrices with ``flatten = False``), row blocks (``split_sizes``, ``num_heads``: a fused QKV
     orthogonalized per block and head), coefficient presets and per-step coefficients, preconditionings
     (``spectral``, ``aol``, ``schatten``), cautious weight decay, ``ns_dtype`` (``"float64"`` for float64
-    models), a Triton kernel, and ``step(step_factor=t)``. ``foreach`` (None or True, the default: on)
-    batches same-shaped blocks into one Newton-Schulz call; it is not the ``torch._foreach_*`` path.
+    models), a Triton kernel, and ``step(step_factor=t)``. ``foreach`` batches same-shaped blocks into one
+    Newton-Schulz call: None (the default) where it pays (on CPU small blocks only:
+    :func:`~optreg_muon.functional.matrix.batch_blocks`), True at every size; it is not the
+    ``torch._foreach_*`` path.
     """
 
     ALGORITHM = "muon"
@@ -236,6 +239,7 @@ class Muon(Orthogonal):
             split_sizes=group.get("split_sizes") or (),
             num_heads=int(group.get("num_heads") or 1),
             batched=self.batch_matrices,
+            any_size=self.batch_any_size,
             preconditioning=group["preconditioning"],
             eps=group["eps"],
             dtype=NS_DTYPES[group["ns_dtype"]],
@@ -351,12 +355,47 @@ class Muon(Orthogonal):
             out.append((result.reshape(own.shape), rows, shapes))
         return out
 
+    def _step_units(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[list[int]]:
+        """The params (indices) whose momentum, Newton-Schulz and update run before the next unit's.
+
+        Under a strategy's meshes, or with sharded params: one unit (the split between ranks needs every
+        matrix). Otherwise a param none of whose blocks is batched (``foreach = false``, or, unless ``foreach =
+        true``, blocks too large to batch on this device: :func:`~optreg_muon.functional.matrix.batch_blocks`)
+        is a unit of its own, so its momentum copy and orthogonalized update are freed before the next param's
+        are made (on CPU keeping every matrix's alive at once cost page faults, about 4% of a step of six
+        1024x1024 matrices); the others form one unit, whose blocks are batched by shape.
+        """
+        meshes = getattr(self, "meshes", None) or {}
+        if any(m is not None for m in meshes.values()) or any(is_sharded(p) for p in params):
+            return [list(range(len(params)))]
+        flatten, heads = group["flatten"], int(group.get("num_heads") or 1)
+        split_sizes = tuple(group.get("split_sizes") or ())
+        alone, together = [], []
+        for i, p in enumerate(params):
+            # the blocks' shapes, as F.row_blocks cuts the matrix view (no tensor made: steps may run under
+            # a dispatch mode that records every op)
+            cols = math.prod(p.shape[1:]) if flatten or p.ndim == 2 else p.shape[-1]
+            rows = p.shape[0] if flatten or p.ndim == 2 else p.shape[-2]
+            shapes = [(size // heads, cols) for size in split_sizes or (rows,)]
+            if self.batch_matrices and (self.batch_any_size or any(F.batch_blocks(s, p.device) for s in shapes)):
+                together.append(i)
+            else:
+                alone.append([i])
+        return alone + ([together] if together else [])
+
     def _matrix_step(
         self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], sf: torch.Tensor | None
     ) -> None:
         take = None if sf is None else sf != 0
-        updates = self._momentum(group, params, grads, take, sf)
-        parts = self._orthogonal_parts(group, updates)
+        for unit in self._step_units(group, params):
+            unit_params = [params[i] for i in unit]
+            updates = self._momentum(group, unit_params, [grads[i] for i in unit], take, sf)
+            self._apply_parts(group, unit_params, self._orthogonal_parts(group, updates), take)
+
+    def _apply_parts(
+        self, group: dict[str, Any], params: list[torch.Tensor], parts: list[Part], take: torch.Tensor | None
+    ) -> None:
+        """``p <- p * (1 - lr * wd [* mask]) - lr * ratio * O`` for every param and its orthogonalized part."""
         lr = float(group["lr"])
         heads = int(group.get("num_heads") or 1)
         for p, (update, rows, shapes) in zip(params, parts):
