@@ -34,6 +34,7 @@ __all__ = [
     "available_memory",
     "estimate_state",
     "format_bytes",
+    "local_shard",
     "measured_state_bytes",
     "scalar",
 ]
@@ -230,9 +231,10 @@ def format_bytes(n: float | None) -> str:
     return f"{value:.1f} PiB"  # pragma: no cover - the loop always returns
 
 
-def _local_shape(param: Any) -> tuple[int, ...]:
-    to_local = getattr(param, "to_local", None)  # a DTensor: its shard on this rank
-    return tuple(to_local().shape) if callable(to_local) else tuple(param.shape)
+def local_shard(t: Any) -> Any:
+    """This rank's shard of a DTensor (``to_local()``), or the tensor itself."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
 
 
 def param_shape(fqn: str, param: Any, role: str = "matrix",
@@ -240,7 +242,7 @@ def param_shape(fqn: str, param: Any, role: str = "matrix",
     """The :class:`ParamShape` of a tensor (a DTensor gives its local shard; ``shard`` maps FQN and global
     shape to a simulated local shape)."""
     shape = tuple(param.shape)
-    local = shard(fqn, shape) if shard is not None else _local_shape(param)
+    local = shard(fqn, shape) if shard is not None else tuple(local_shard(param).shape)
     return ParamShape(fqn, shape, param.dtype, local, role)
 
 
@@ -334,15 +336,13 @@ def measured_state_bytes(optimizer: Any, params: Iterable[Any] | None = None) ->
         params = [p for group in optimizer.param_groups for p in group["params"]]
     seen: set[tuple[int, int]] = set()
     for p in params:
-        local = p.to_local() if callable(getattr(p, "to_local", None)) else p
-        seen.add(_storage_key(local))
+        seen.add(_storage_key(local_shard(p)))
     total = 0
 
     def walk(obj: Any) -> None:
         nonlocal total
         if isinstance(obj, torch.Tensor):
-            local = obj.to_local() if callable(getattr(obj, "to_local", None)) else obj
-            key = _storage_key(local)
+            key = _storage_key(local_shard(obj))
             if key not in seen:
                 seen.add(key)
                 total += key[1]

@@ -227,13 +227,11 @@ def check_memory(spec: RunSpec, model: torch.nn.Module, device: torch.device) ->
     declared layout over this rank's parameter shards) and gradients would not fit in the memory available on
     ``device`` (on the CPU, times the ranks a launch runs on this machine, which share it); the error gives the
     estimate (``[train] memory_check = false`` turns the check off)."""
-    from optreg.memory import available_memory, format_bytes
+    from optreg.memory import available_memory, format_bytes, local_shard
 
     estimate = spec.estimate_state(model)
     grads = sum(
-        math.prod(local.shape) * local.element_size()
-        for p in model.parameters() if p.requires_grad and p.grad is None
-        for local in [p.to_local() if callable(getattr(p, "to_local", None)) else p]
+        local_shard(p).numel() * p.element_size() for p in model.parameters() if p.requires_grad and p.grad is None
     )
     free = available_memory(device)
     # the ranks of a launch on this machine share its CPU memory (each GPU has its own)

@@ -1100,11 +1100,13 @@ def _declared_summary(estimate: Any) -> str:
 
 def _held_summary(optimizer: torch.optim.Optimizer) -> str:
     """The state tensors of the first parameter of each state dict and any tensors outside per-parameter state."""
+    from optreg.memory import local_shard
+
     held: list[str] = []
 
     def walk(obj: Any, path: str) -> None:
         if isinstance(obj, torch.Tensor):
-            local = obj.to_local() if callable(getattr(obj, "to_local", None)) else obj
+            local = local_shard(obj)
             held.append(f"{path} {list(local.shape)} {str(local.dtype).removeprefix('torch.')}")
         elif isinstance(obj, Mapping):
             keys = list(obj)
