@@ -66,3 +66,38 @@ def test_auto_above_the_threshold_takes_the_compiled_path(monkeypatch: pytest.Mo
         p.grad = torch.randn_like(p)
         optimizer.step()
         assert calls == expected, size
+
+
+@pytest.mark.skipif(not compile_available(), reason="no C++ compiler for torch.compile here")
+def test_auto_decides_per_param_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large model's no-decay group (biases, norms) stays eager while its weight group compiles: compiled,
+    its many small per-tensor calls cost more than they save. Threshold lowered to 64 Ki elements; the
+    compiled kernel is replaced by a recorder of the tensors it steps."""
+    import optreg_sign.functional as F
+
+    stepped: list[int] = []
+    monkeypatch.setattr(F, "_compiled", lambda name: lambda p, *args: stepped.append(p.numel()))
+    monkeypatch.setenv("OPTREG_AUTO_COMPILE_NUMEL", str(2**16))
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 256))
+    optimizer = optreg.build_optimizer({"type": "lion", "lr": 1e-3, "weight_decay": 0.1}, model)
+    assert sorted(len(g["params"]) for g in optimizer.param_groups) == [2, 2]  # weights | biases
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer.step()
+    assert stepped == [256 * 256, 256 * 256], "only the two weight matrices take the compiled path"
+
+
+def test_adamw_auto_keeps_a_small_group_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AdamW's group path under "auto": a large group takes torch's fused kernel (it beats a compiled step), a
+    small one an eager path, never a compiled per-tensor loop (no compiler needed: the choice is inspected)."""
+    monkeypatch.setenv("OPTREG_AUTO_COMPILE_NUMEL", str(2**16))
+    monkeypatch.setattr("optreg.compiling.compile_available", lambda: True)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 256))
+    for state_dtype, large_path in ((None, "fused"), ("bfloat16", "compiled")):
+        optimizer = optreg.build_optimizer({"type": "adamw", "state_dtype": state_dtype}, model)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        paths = {g["params"][0].ndim: optimizer.impl_for(g, g["params"], [p.grad for p in g["params"]])
+                 for g in optimizer.param_groups}
+        assert paths[2] == large_path, state_dtype  # 128 Ki elements of weights
+        assert paths[1] in ("single", "foreach"), state_dtype  # 512 elements of biases

@@ -54,8 +54,8 @@ MAX_COUNT = 2**20
 
 #: The doc of every optimizer's ``compile`` option: one policy for every family (``optreg.compiling.use_compile``).
 COMPILE_DOC = (
-    "Run the step through torch.compile (fused kernels; the first step compiles for seconds). `auto`: when the "
-    "optimizer's parameters hold 2**23 (8.4 M) elements or more and a compiler is available, so small models "
+    "Run the step through torch.compile (fused kernels; the first step compiles for seconds). `auto`: for a "
+    "param group whose parameters hold 2**23 (8.4 M) elements or more and a compiler is available, so small models "
     "and tests stay eager; `true`: always; `false`: never."
 )
 

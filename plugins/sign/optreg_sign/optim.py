@@ -77,7 +77,7 @@ class Lion(OptregOptimizer):
         lion(
             params, [p.grad for p in params], exp_avgs, lr=group["lr"], beta1=beta1, beta2=beta2,
             weight_decay=group["weight_decay"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=use_compile(group["compile"], self),
+            foreach=group["foreach"], compiled=use_compile(group["compile"], params),
         )
 
 
@@ -152,7 +152,7 @@ class Signum(OptregOptimizer):
             params, [p.grad for p in params], bufs, steps, lr=group["lr"], momentum=momentum,
             weight_decay=group["weight_decay"], nesterov=group["nesterov"], correct_bias=group["correct_bias"],
             use_shape_scaling=group["use_shape_scaling"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=use_compile(group["compile"], self),
+            foreach=group["foreach"], compiled=use_compile(group["compile"], params),
         )
 
 

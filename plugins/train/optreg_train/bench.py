@@ -356,16 +356,17 @@ class _WithClosure:
         return self.optimizer.state_dict()
 
 
-def _auto_note(cand: Candidate, params: list[Any]) -> str | None:
-    """What ``compile = "auto"`` does at the bench's size (it compiles from 2**23 elements)."""
+def _auto_note(cand: Candidate, optimizer: Any) -> str | None:
+    """What ``compile = "auto"`` decides at the bench's size (it compiles a param group from 2**23 elements)."""
     if getattr(cand.spec, "compile", None) != "auto":
         return None
-    from optreg.compiling import AUTO_COMPILE_NUMEL, use_compile
+    from optreg.compiling import AUTO_COMPILE_NUMEL, compile_available
 
-    numel = sum(p.numel() for p in params)
-    does = "compiles" if use_compile("auto", params) else "stays eager"
-    return (f'compile = "auto" {does} at this size ({numel:,} elements; it compiles from {AUTO_COMPILE_NUMEL:,} '
-            "where a compiler is available)")
+    groups = getattr(optimizer, "param_groups", None) or []
+    sizes = ", ".join(f"{sum(p.numel() for p in g['params']):,}" for g in groups)
+    where = "where a C++ compiler is available" if compile_available() else "(no C++ compiler here: eager)"
+    return (f'compile = "auto" compiles a param group of {AUTO_COMPILE_NUMEL:,} elements or more {where}; '
+            f"{cand.type}'s groups here hold {sizes} elements")
 
 
 def _timed_step(optimizer: Any) -> float:
@@ -402,11 +403,12 @@ def bench(names: list[str], *, params: str = DEFAULT_PARAMS, steps: int = 20, co
         results = []
         for cand in todo:
             say(f"{cand.name} {cand.path}")
-            row = Row(cand.name, cand.type, cand.path, cand.default, note=cand.note or _auto_note(cand, master))
+            row = Row(cand.name, cand.type, cand.path, cand.default, note=cand.note)
             results.append(row)
             cand_params = _fresh(master)
             try:
                 opt = cand.spec.build(cand_params)
+                row.note = row.note or _auto_note(cand, opt)
                 try:
                     row.first_step_s = _timed_step(opt)
                 except Exception as exc:  # one that needs a closure (L-BFGS, SAM) gets a cheap one

@@ -290,7 +290,7 @@ class PerTensorOptimizer(FamilyOptimizer):
         ctx = StepContext(steps, step_factor, group["lr"], params[0].device, states)
         shared, vectors, constants = self._scalars(group, ctx)
         columns = [v.unbind(0) for v in vectors]
-        compiling = use_compile(group.get("compile", False), self)
+        compiling = use_compile(group.get("compile", False), params)
         kernel = type(self).kernel
         to_compile = []
         for i, (p, g, state) in enumerate(zip(params, grads, states)):

@@ -138,7 +138,7 @@ class ScheduleFreeAdamW(ScheduleFreeOptimizer):
             "decay_at_y": group["weight_decay_at_y"],
             "maximize": group.get("maximize", False),
         }
-        if use_compile(group.get("compile", False), self):
+        if use_compile(group.get("compile", False), params):
             params = self._step_compiled(params, step_factor, tensors, options)
             if not params:
                 return
