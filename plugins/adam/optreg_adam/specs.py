@@ -102,7 +102,9 @@ class AdamSpec(_AdamCommon):
         None, per_group=False, doc="Multi-tensor path (torch._foreach_*); false: per-tensor loop; unset: fastest."
     )
     fused: bool | None = field(
-        None, per_group=False, doc="torch's fused Adam kernel; unset: used wherever it applies (the fastest path)."
+        None, per_group=False,
+        doc="torch's fused Adam kernel; unset: used wherever it applies (the fastest path; with state_dtype on CPU: "
+            "optreg's fused C kernel); false: neither.",
     )
     state_dtype: StateDtype | None = field(
         None,

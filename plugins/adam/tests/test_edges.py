@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import optreg_adam.functional as F
 import pytest
 import torch
 
@@ -138,6 +139,11 @@ def test_the_path_of_a_group_follows_the_one_policy():
     assert opt.impl_for({**group, "foreach": True}, small, small) == "foreach"
     assert opt.impl_for({**group, "fused": True}, small, small) == "fused"
     assert opt.impl_for({**group, "state_dtype": "bfloat16"}, device, device) == "single"
+    # bfloat16 state on CPU: optreg's C kernel where it builds (see test_native.py), unless fused = false
+    bf16 = {**group, "state_dtype": "bfloat16"}
+    assert opt.impl_for(bf16, small, small) == ("native" if F.native_available() else "single")
+    assert opt.impl_for({**bf16, "fused": False}, small, small) == "single"
+    assert opt.impl_for({**bf16, "fused": False, "compile": True}, small, small) == "compiled"
 
 
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "float32"])

@@ -6,6 +6,7 @@
 * :mod:`optreg_adam.functional.kernels`: the per-tensor kernels of AdEMAMix, Simplified AdEMAMix,
   ADOPT, LaProp, ACProp and Madam (every step scalar a 0-dim tensor, eager or compiled).
 * :mod:`optreg_adam.functional.rounding`: unbiased stochastic rounding to bfloat16 (bf16 state).
+* :mod:`optreg_adam.functional.native`: AdamW with bf16 state in one hand-written C pass (built per machine).
 """
 
 from optreg_adam.functional.adam import (
@@ -18,6 +19,7 @@ from optreg_adam.functional.adam import (
     prefers_fused,
 )
 from optreg_adam.functional.kernels import acprop_, ademamix_, adopt_, laprop_, madam_, simplified_ademamix_
+from optreg_adam.functional.native import native_available
 from optreg_adam.functional.rounding import round_to_bf16_stochastic
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "adopt_",
     "laprop_",
     "madam_",
+    "native_available",
     "prefers_fused",
     "round_to_bf16_stochastic",
     "simplified_ademamix_",

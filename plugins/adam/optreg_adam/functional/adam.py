@@ -43,6 +43,7 @@ import torch
 from optreg.compiling import can_flatten, ema_, flat, run_compiled
 from optreg.optim import as_scalar, keep_factor, real_view, scalar_dtype
 from optreg_adam.functional._common import advance_steps, gate, scalar_vector, signed, supports_fused_adam
+from optreg_adam.functional.native import native_adamw_bf16, native_applies, native_available
 from optreg_adam.functional.rounding import hash_bits, index_like, round_to_bf16_stochastic, seed_of
 
 __all__ = ["FUSED_MIN_NUMEL", "AdamImpl", "AdamScalars", "adam_scalars", "adamw", "adamw_update_", "prefers_fused"]
@@ -51,7 +52,7 @@ __all__ = ["FUSED_MIN_NUMEL", "AdamImpl", "AdamScalars", "adam_scalars", "adamw"
 #: threads) costs more than the per-tensor loop; measured on a 2-core CPU.
 FUSED_MIN_NUMEL = 1 << 16
 
-AdamImpl = Literal["auto", "fused", "single", "foreach", "compiled"]
+AdamImpl = Literal["auto", "fused", "single", "foreach", "compiled", "native"]
 Number = float | torch.Tensor
 
 
@@ -311,8 +312,10 @@ def adamw(
     ``impl``: ``"fused"`` (torch's fused kernel: one pass, at memory bandwidth on
     CPU), ``"single"`` (a per-tensor loop of tensor ops), ``"foreach"``
     (``torch._foreach_*``, the fast path on CUDA without the fused kernel),
-    ``"compiled"`` (a ``torch.compile``'d per-tensor step), ``"auto"`` (fused when
-    the tensors allow it and hold at least :data:`FUSED_MIN_NUMEL` elements, else single).
+    ``"compiled"`` (a ``torch.compile``'d per-tensor step), ``"native"`` (bfloat16 state under float32 CPU
+    params: optreg's one-pass C kernel, :mod:`optreg_adam.functional.native`, for every tensor it applies to,
+    the rest single), ``"auto"`` (fused when the tensors allow it and hold at least :data:`FUSED_MIN_NUMEL`
+    elements, native for bfloat16 state where the C kernel builds, else single).
     ``max_exp_avg_sqs`` is empty unless ``amsgrad``. State in another dtype than its param (e.g. bfloat16 state under
     float32 params) takes the single or compiled path; ``stochastic_rounding`` is
     as in :func:`adamw_update_`, and ``salts`` (one int per tensor) decorrelate its
@@ -327,7 +330,7 @@ def adamw(
     lowp = any(m.dtype != p.dtype or _wants_sr(p, m, stochastic_rounding) for m, p in zip(exp_avgs, params))
     if impl == "auto":
         fusable = not lowp and prefers_fused(params, grads) and all(s.device == p.device for s, p in zip(steps, params))
-        impl = "fused" if fusable else "single"
+        impl = "fused" if fusable else "native" if lowp and native_available() else "single"
     kwargs = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay, "maximize": maximize,
               "decoupled": decoupled, "step_factor": step_factor}
     maxes = list(max_exp_avg_sqs) if amsgrad else []
@@ -337,16 +340,17 @@ def adamw(
         if lowp:
             raise ValueError("the foreach path needs state in the params' dtype; use impl='single' or 'compiled'")
         _multi_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, maxes, steps, **kwargs)
-    elif impl in ("single", "compiled"):
+    elif impl in ("single", "compiled", "native"):
         _single_tensor_adam(params, grads, exp_avgs, exp_avg_sqs, maxes, steps, use_compile=impl == "compiled",
-                            salts=salts, stochastic_rounding=stochastic_rounding, **kwargs)
+                            use_native=impl == "native", salts=salts, stochastic_rounding=stochastic_rounding,
+                            **kwargs)
     else:
-        raise ValueError(f"unknown impl {impl!r}; choose auto, fused, single, foreach or compiled")
+        raise ValueError(f"unknown impl {impl!r}; choose auto, fused, single, foreach, compiled or native")
 
 
 def _single_tensor_adam(
     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay,
-    maximize, decoupled, step_factor, use_compile=False, salts=None, stochastic_rounding=None,
+    maximize, decoupled, step_factor, use_compile=False, use_native=False, salts=None, stochastic_rounding=None,
 ) -> None:
     advance_steps(steps, step_factor)
     device = params[0].device
@@ -365,6 +369,10 @@ def _single_tensor_adam(
         if lowp:
             salt = salts[i] if salts is not None else i
             seed = seed_of(steps[i].to(device), salt)
+        if use_native and sr and vmax is None and native_applies(param, grad, m, v) and native_adamw_bf16(
+                param, grad, m, v, s.keep, s.decay, s.w1, s.b2, 1.0 - beta2, inv_bc2[i], neg_step[i], s.eps,
+                weight_decay, maximize, decoupled, seed):
+            continue
         if use_compile and can_flatten(param, grad, m, v, vmax):
             # compiled: the bf16 rounding's element index is an iota inside the kernel (index None)
             extra = (sr, seed, None) if lowp else ()

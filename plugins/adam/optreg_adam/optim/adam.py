@@ -93,15 +93,20 @@ class Adam(FamilyOptimizer):
     def impl_for(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]) -> str:
         """Which path a group takes: ``fused``, ``foreach``, ``single`` or ``compiled``.
 
-        An explicit ``fused`` or ``foreach`` wins; ``state_dtype`` needs a per-tensor path; otherwise
-        torch's fused kernel where it applies and pays (:func:`optreg_adam.functional.prefers_fused`),
-        else the compiled step when asked, else the family-wide policy :func:`optreg.optim.use_foreach`.
+        An explicit ``fused`` or ``foreach`` wins; ``state_dtype`` needs a per-tensor path: optreg's fused C
+        kernel (``native``, bfloat16 state on CPU; see :mod:`optreg_adam.functional.native`) unless
+        ``fused = false``; otherwise torch's fused kernel where it applies and pays
+        (:func:`optreg_adam.functional.prefers_fused`), else the compiled step when asked, else the family-wide
+        policy :func:`optreg.optim.use_foreach`.
         """
         if group["fused"]:
             return "fused"
         if group["foreach"]:
             return "foreach"
-        compiling = use_compile(group["compile"], self)
+        on_cpu = all(p.device.type == "cpu" for p in params)
+        if group["state_dtype"] is not None and group["fused"] is None and on_cpu and F.native_available():
+            return "native"  # tensors the C kernel does not apply to step on the single path
+        compiling = use_compile(group["compile"], params)
         per_tensor = "compiled" if compiling else "single"
         if group["state_dtype"] is not None or group["fused"] is False or group["foreach"] is False:
             return per_tensor
