@@ -121,17 +121,18 @@ def test_direct_construction_speaks_the_specs_words(cls, kwargs, message):
 
 
 def test_the_path_of_a_group_follows_the_one_policy():
-    """Explicit fused/foreach win; unset: torch's fused kernel where it pays, else the compiled step when
-    asked, else optreg.optim.use_foreach (the multi-tensor path only when every param is on an accelerator;
-    ``meta`` tensors stand in for one here)."""
+    """Explicit fused/foreach win; unset: torch's fused kernel where it applies (at any size: it is the faster
+    path from one element on), else the compiled step when asked, else optreg.optim.use_foreach (the
+    multi-tensor path only when every param is on an accelerator; ``meta`` tensors stand in for one here)."""
     from optreg_adam import AdamW
 
     small, big = [torch.zeros(4, 3)], [torch.zeros(1 << 16)]
     device = [torch.empty(4, 3, device="meta")]
     opt = AdamW([torch.zeros(2)])
     group = dict(opt.param_groups[0])
-    assert opt.impl_for(group, small, small) == "single"
+    assert opt.impl_for(group, small, small) == "fused"
     assert opt.impl_for(group, big, big) == "fused"
+    assert opt.impl_for({**group, "fused": False}, small, small) == "single"
     assert opt.impl_for(group, device, device) == "foreach"
     assert opt.impl_for({**group, "compile": True}, device, device) == "compiled"
     assert opt.impl_for({**group, "foreach": False}, device, device) == "single"

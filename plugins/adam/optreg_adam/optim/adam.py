@@ -42,11 +42,11 @@ class Adam(FamilyOptimizer):
     ``torch.view_as_real`` on every path (as ``torch.optim.Adam`` does), with complex moments (or,
     with ``state_dtype``, real moments of the real view's shape).
 
-    Paths: ``fused`` (torch's fused kernel; by default wherever it applies to a group of at least
-    :data:`optreg_adam.functional.FUSED_MIN_NUMEL` elements), ``foreach`` (``torch._foreach_*``;
-    by default, below that size, on accelerators: :func:`optreg.optim.use_foreach`), per-tensor
-    (``foreach=False``, the default on CPU), and a ``torch.compile``'d per-tensor step
-    (``compile=True``, for the paths that are not fused).
+    Paths: ``fused`` (torch's fused kernel; by default wherever it applies), ``foreach``
+    (``torch._foreach_*``; by default where the fused kernel does not apply, on accelerators:
+    :func:`optreg.optim.use_foreach`), per-tensor (``foreach=False``, the default there on CPU), optreg's C
+    kernel for bfloat16 state on CPU, and a ``torch.compile``'d per-tensor step (``compile=True``, for the paths
+    that are not fused).
     """
 
     decoupled = False
