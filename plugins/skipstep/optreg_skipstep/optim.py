@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from optreg.optim import OptregOptimizer, WrappedOptimizer, check_number, group_device, prepare_step_factor, run_closure
+from optreg_skipstep._native import native_applies, sum_of_squares
 from optreg_skipstep._stats import SpikeDetector
 
 __all__ = ["NoUpdate", "SkipStepOptimizer", "SpikeDetector", "grad_norm", "stats_dtype"]
@@ -53,10 +54,15 @@ def grad_norm(
     gradient is never rounded to float32); a complex gradient's norm is that of its real view. The result
     has dtype ``dtype`` (default: the widest per-gradient norm, float32 at least).
     """
+    params = list(params)
     norms: list[torch.Tensor] = []
+    plain = [p.grad for p in params if p.grad is not None and native_applies(p.grad)]
+    squares = sum_of_squares(plain) if plain else None  # float32 CPU gradients: one C pass (see _native.py)
+    if squares is not None:
+        norms.append(squares.sqrt().to(torch.float32))
     for p in params:
         grad = p.grad
-        if grad is None:
+        if grad is None or (squares is not None and native_applies(grad)):
             continue
         if grad.is_sparse:
             grad = grad.coalesce()._values()

@@ -749,3 +749,38 @@ def test_statistics_dtype_must_be_float32_or_float64():
         SpikeDetector().to(dtype=torch.int64)
     detector = SpikeDetector(rolling_interval_length=4, min_samples=2).to(dtype=torch.float64)
     assert detector.state["loss_window"].dtype == torch.float64 and detector.state["loss_count"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c_kernel", "torch"])
+def test_grad_norm_matches_a_float64_reference_on_both_paths(native, monkeypatch):
+    """float32 CPU gradients go through the C sum of squares (float64 accumulation, threads from 2**18
+    elements), the rest (bf16, non-contiguous, complex) through torch's norms; without a C compiler all of
+    them through torch. The C path is the float64 reference's to float32 rounding; torch's float32 reduction is
+    within ~2e-6 here (its accumulation is float32)."""
+    from optreg_skipstep import grad_norm
+
+    import optreg.native
+
+    if not native:
+        monkeypatch.setattr(optreg.native, "find_c_compiler", lambda: None)
+    optreg.native.load_library.cache_clear()
+    try:
+        g = torch.Generator().manual_seed(0)
+        shapes = [(600, 500), (7,), (3, 5)]  # 300000 elements: the threaded branch
+        params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g) * 3
+        odd = torch.nn.Parameter(torch.zeros(5, 4))
+        odd.grad = torch.randn(4, 5, generator=g).t()  # non-contiguous
+        half = torch.nn.Parameter(torch.zeros(9, dtype=torch.bfloat16))
+        half.grad = torch.randn(9, generator=g).bfloat16()
+        everything = [*params, odd, half]
+        reference = torch.linalg.vector_norm(torch.cat([p.grad.double().flatten() for p in everything]))
+        got = grad_norm(everything, torch.device("cpu"))
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), reference, rtol=2e-7 if native else 1e-5, atol=0.0)
+        from optreg_skipstep._native import sum_of_squares
+
+        assert (sum_of_squares([p.grad for p in params]) is not None) == native
+    finally:
+        optreg.native.load_library.cache_clear()
