@@ -119,6 +119,32 @@ def test_turbo_aol_preset_is_as_orthogonal_as_the_default(shape: tuple[int, int]
     assert preset[1] <= default[1] + 0.005, (preset, default)
 
 
+def _gains(X: torch.Tensor, G: torch.Tensor, floor: float = 1e-2) -> tuple[float, float]:
+    """The update's gain d_i = u_i^T X v_i along each singular pair of ``G`` (1 for the exact polar factor):
+    max |d_i - 1| over the pairs whose singular value is >= ``floor`` times the largest, and mean |d_i - 1|."""
+    U, S, Vh = torch.linalg.svd(G.double(), full_matrices=False)
+    d = torch.diagonal(U.T @ X.double() @ Vh.T)
+    return float((d[S / S.max() >= floor] - 1).abs().max()), float((d - 1).abs().mean())
+
+
+@pytest.mark.parametrize("shape", [(256, 1024), (768, 256)])
+def test_turbo_aol_preset_is_as_orthogonal_as_the_default_on_a_gradient_like_spectrum(shape: tuple[int, int]) -> None:
+    """Training gradients are far from Gaussian: their singular values decay over orders of magnitude (here
+    1 to 1e-4, geometric, random singular vectors). Below ~1% of the largest no 4-5 step Newton-Schulz (torch's
+    included) lifts a singular value near 1, so the plain max |sigma - 1| is ~1 for every configuration; the
+    measure is the gain along the input's singular pairs: max |d - 1| where sigma >= 1% of the largest, and the
+    mean |d - 1| over all. Measured: 0.14 vs 0.32 and 0.41 vs 0.46 (docs/muon.md: 0.069 vs 0.318 and 0.246 vs
+    0.279 on char_lm's real gradients)."""
+    g = torch.Generator().manual_seed(0)
+    k = min(shape)
+    U, _ = torch.linalg.qr(torch.randn(shape[0], k, generator=g))
+    V, _ = torch.linalg.qr(torch.randn(shape[1], k, generator=g))
+    G = (U * torch.logspace(0, -4, k)) @ V.T
+    default = _gains(newton_schulz(G, resolve_coefficients("muon", 5)), G)
+    preset = _gains(newton_schulz(G, resolve_coefficients("turbo_aol", 4), preconditioning="aol"), G)
+    assert preset[0] <= default[0] and preset[1] <= default[1], (preset, default)
+
+
 def test_polar_express_converges_where_the_quintic_plateaus() -> None:
     G = _random_matrix(128, 64, seed=4)
     pe = singular_value_band(newton_schulz(G, resolve_coefficients("polar_express", 8), dtype=torch.float32))
