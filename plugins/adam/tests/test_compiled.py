@@ -2,7 +2,7 @@
 
 The chunked-dispatch checks always run (two kernels, ~30 s of compiling on 2 cores); the
 per-algorithm comparisons are opt-in (``OPTREG_COMPILE_TESTS=1``: 10-40 s per kernel);
-bench/optim_step.py exercises the same paths at scale.
+bench/family_step.py adam exercises the same paths at scale.
 """
 
 from __future__ import annotations

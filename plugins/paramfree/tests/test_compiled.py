@@ -5,7 +5,7 @@ Always on (cheap): the kernels of the compiled path run eagerly in place of ``to
 float32, float64 and complex parameters, param groups, a group at ``lr = 0`` and ``step_factor`` steps; a
 skipped step leaves everything bit-identical; the option's default, checks and routing (what takes the
 kernels, what stays eager). Opt-in (``OPTREG_COMPILE_TESTS=1``: compiling costs 10-40 s per kernel on a
-2-core CPU): the same comparisons through torch.compile for real. bench/paramfree_step.py times the paths.
+2-core CPU): the same comparisons through torch.compile for real. bench/family_step.py paramfree times the paths.
 """
 
 from __future__ import annotations
