@@ -11,7 +11,9 @@ tensors, so a new LR or step never recompiles) and runs it eagerly, or through
 * inductor decides OpenMP threads at run time, so a graph first compiled on small tensors is not
   left single-threaded for big ones;
 * past :data:`RECOMPILE_LIMIT` graphs the kernel runs eagerly (with one warning) instead of failing
-  the step, as ``fullgraph`` compilation would at torch's own limit of 8.
+  the step, as ``fullgraph`` compilation would at torch's own limit of 8;
+* one backend for every kernel: inductor, or another one named by :func:`compile_backend` /
+  ``OPTREG_COMPILE_BACKEND`` (``"aot_eager"`` for tests: seconds to compile, the same traced code).
 
 Nothing here imports ``torch._dynamo`` until the first compiled call.
 """
@@ -19,10 +21,13 @@ Nothing here imports ``torch._dynamo`` until the first compiled call.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import contextvars
 import functools
 import types
 import warnings
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,12 +36,17 @@ __all__ = [
     "AUTO_COMPILE_NUMEL",
     "COMPILE_CHUNK",
     "CompileSetting",
+    "DEFAULT_BACKEND",
     "RECOMPILE_LIMIT",
     "call_compiled",
     "can_flatten",
     "check_compile_setting",
+    "compile_all_sizes",
     "compile_available",
+    "compile_backend",
+    "compile_min_numel",
     "compiled",
+    "current_backend",
     "ema_",
     "flat",
     "run_compiled",
@@ -118,26 +128,116 @@ def ema_(buf: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float) -> to
     return buf.lerp_(x, weight)
 
 
-_COMPILED: dict[Any, Callable[..., Any]] = {}
+# ---------------------------------------------------------------- the backend
+
+#: The ``torch.compile`` backend of every optreg kernel unless :func:`compile_backend` or the environment variable
+#: ``OPTREG_COMPILE_BACKEND`` names another: inductor's fused kernels (C++ on CPU), the one that makes a step
+#: faster. ``"aot_eager"`` traces the same code with dynamo (every branch a compiled step takes under
+#: ``torch.compiler.is_compiling()``) and AOT autograd's decompositions, then runs the graph's ops eagerly:
+#: seconds to compile instead of 10-40 s per kernel, no C++ compiler, no speed-up (the kit's compiled-parity check).
+DEFAULT_BACKEND = "inductor"
+
+_BACKEND: contextvars.ContextVar[str | None] = contextvars.ContextVar("optreg_compile_backend", default=None)
+_ALL_SIZES: contextvars.ContextVar[bool] = contextvars.ContextVar("optreg_compile_all_sizes", default=False)
+
+
+def current_backend() -> str:
+    """The backend optreg's kernels compile with here: the innermost :func:`compile_backend`, else
+    ``OPTREG_COMPILE_BACKEND``, else :data:`DEFAULT_BACKEND`."""
+    import os
+
+    return _BACKEND.get() or os.environ.get("OPTREG_COMPILE_BACKEND") or DEFAULT_BACKEND
+
+
+@contextlib.contextmanager
+def compile_backend(name: str) -> Iterator[None]:
+    """Compile optreg's kernels with the ``torch.compile`` backend ``name`` inside the block (this thread or task).
+
+    Compiled functions are kept per kernel and backend: a kernel compiled with one backend is never what
+    another backend's block runs. An unknown name fails at the first compiled call, with the known names.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"compile_backend needs a torch.compile backend name, got {name!r}")
+    token = _BACKEND.set(name)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+@functools.cache
+def _checked_backend(name: str) -> str:
+    """``name`` if torch.compile knows that backend, else a ``ValueError`` listing the ones it knows."""
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if name not in known:
+        raise ValueError(
+            f"unknown torch.compile backend {name!r} (from optreg.compiling.compile_backend or "
+            f"OPTREG_COMPILE_BACKEND); known: {', '.join(sorted(known))}"
+        )
+    return name
+
 
 #: Every CPU kernel gets an OpenMP loop whose thread count is decided when it runs. Without this,
 #: inductor decides from the sizes seen when compiling: a graph first compiled on small tensors
 #: (biases, a unit test, or an on-disk cache entry of one) would stay single-threaded for every
-#: later size, since one dynamic-shape graph serves them all.
+#: later size, since one dynamic-shape graph serves them all. Inductor's only: other backends take no options.
 _INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
 
 
+def _torch_compile(fn: Callable[..., Any], backend: str) -> Callable[..., Any]:
+    options = _INDUCTOR_OPTIONS if backend == "inductor" else None
+    return torch.compile(fn, dynamic=True, fullgraph=True, backend=_checked_backend(backend), options=options)
+
+
+@contextlib.contextmanager
+def compile_all_sizes() -> Iterator[None]:
+    """Inside the block a plugin's compiled path compiles tensors of every size (:func:`compile_min_numel` is 0):
+    the conformance kit's problems are far smaller than any size threshold."""
+    token = _ALL_SIZES.set(True)
+    try:
+        yield
+    finally:
+        _ALL_SIZES.reset(token)
+
+
+def compile_min_numel(default: int) -> int:
+    """The fewest elements of a tensor a plugin's compiled path compiles for: ``default`` (a smaller tensor steps
+    eagerly: a compiled call's fixed cost is more than fusing saves on it), 0 inside :func:`compile_all_sizes`."""
+    return 0 if _ALL_SIZES.get() else default
+
+
+# ---------------------------------------------------------------- compiled kernels
+
+_COMPILED: dict[Any, Callable[..., Any]] = {}
+
+
 def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)`` with dynamic shapes, built once per function (one call per tensor).
+    """``torch.compile(fn)`` with dynamic shapes, built once per function and backend (one call per tensor).
 
     Per-tensor steps are called on flattened 1-D views, so one compiled graph
     serves every parameter size; scalars arrive as 0-dim tensors, so new LR or
     step values do not recompile.
     """
-    key = fn
+    key = (fn, current_backend())
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, dynamic=True, fullgraph=True, options=_INDUCTOR_OPTIONS)
+        _COMPILED[key] = _torch_compile(_own_code(fn, key[1]), key[1])
     return _COMPILED[key]
+
+
+def _own_code(fn: Callable[..., Any], backend: str) -> Callable[..., Any]:
+    """``fn`` for the default backend; for another, a copy of ``fn`` with a code object of its own.
+
+    Dynamo keeps its graphs, and counts its recompile limit, per code object, whatever the backend: a test's
+    graphs of another backend would otherwise use up the limit the default backend's graphs count against.
+    """
+    if backend == DEFAULT_BACKEND or not isinstance(fn, types.FunctionType):
+        return fn
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__qualname__ = fn.__qualname__
+    return copy
 
 
 #: Per-tensor updates per compiled call. One call of a compiled function costs ~0.1-0.15 ms on CPU
@@ -154,16 +254,17 @@ def _apply_each(calls):  # the body of every chunked function: one code object p
 
 
 def _chunked(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile`` of ``lambda calls: [fn(*args) for args in calls]``, built once per ``fn``.
+    """``torch.compile`` of ``lambda calls: [fn(*args) for args in calls]``, built once per ``fn`` and backend.
 
     Dynamo keeps its compiled graphs (and its recompile limit) per code object, so each kernel gets
     its own copy of the loop's code object instead of sharing one cache with every other kernel.
     """
-    if fn not in _CHUNKED:
+    key = (fn, current_backend())
+    if key not in _CHUNKED:
         code = _apply_each.__code__.replace(co_name=f"chunked_{fn.__name__}")
         loop = types.FunctionType(code, {"KERNEL": fn, "__builtins__": builtins})
-        _CHUNKED[fn] = torch.compile(loop, dynamic=True, fullgraph=True, options=_INDUCTOR_OPTIONS)
-    return _CHUNKED[fn]
+        _CHUNKED[key] = _torch_compile(loop, key[1])
+    return _CHUNKED[key]
 
 
 #: Graphs a compiled kernel may hold while optreg calls it (torch's own default is 8). Each set of
@@ -189,8 +290,13 @@ def _dynamo_limit() -> tuple[str, tuple[type[BaseException], ...]]:
     return name, hits
 
 
-#: Kernels torch.compile failed to compile here (no working C++ toolchain, an inductor bug): they run eagerly.
+#: (kernel, backend) that torch.compile failed to compile here (no working C++ toolchain, an inductor bug): eager.
 _EAGER_ONLY: set[Any] = set()
+
+#: (kernel, backend) -> calls that ran compiled, and calls that ran eagerly instead (compiling failed, or past the
+#: recompile limit): what the conformance kit's compiled-parity check reads to know the compiled path ran.
+_RAN: Counter[Any] = Counter()
+_FELL_BACK: Counter[Any] = Counter()
 
 
 def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], calls: Sequence[tuple[Any, ...]]) -> None:
@@ -200,15 +306,18 @@ def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], cal
     Hitting the limit, or failing to compile, raises before the graph runs, so nothing has been updated yet;
     an error the eager kernel raises as well is the kernel's own and propagates.
     """
-    if fn in _EAGER_ONLY:
+    key = (fn, current_backend())
+    if key in _EAGER_ONLY:
+        _FELL_BACK[key] += len(calls)
         for args in calls:
             fn(*args)
         return
     try:
         compiled_call()
     except _dynamo_limit()[1]:
-        if fn not in _WARNED_LIMIT:
-            _WARNED_LIMIT.add(fn)
+        _FELL_BACK[key] += len(calls)
+        if key not in _WARNED_LIMIT:
+            _WARNED_LIMIT.add(key)
             warnings.warn(
                 f"optreg: the compiled {fn.__name__} reached {RECOMPILE_LIMIT} graphs (one set per distinct "
                 "group of constant options); the remaining updates run eagerly (slower, same result)",
@@ -219,12 +328,15 @@ def _call_or_eager(fn: Callable[..., Any], compiled_call: Callable[[], Any], cal
     except Exception as exc:  # noqa: BLE001 - torch.compile cannot compile here: eager, said once
         for args in calls:
             fn(*args)  # the kernel's own error, if it has one, is raised here
-        _EAGER_ONLY.add(fn)
+        _EAGER_ONLY.add(key)
+        _FELL_BACK[key] += len(calls)
         warnings.warn(
             f"optreg: torch.compile could not compile {fn.__name__} here ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it runs eagerly from now on (slower, same "
             "result)", RuntimeWarning, stacklevel=4,
         )
+    else:
+        _RAN[key] += len(calls)
 
 
 def call_compiled(fn: Callable[..., Any], compiled_fn: Callable[..., Any], *args: Any) -> None:

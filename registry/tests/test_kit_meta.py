@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 INNER = '''
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import attrs
 import torch
 
 import optreg
 from optreg import Registry
+from optreg.compiling import can_flatten, flat, run_compiled, use_compile
 from optreg.testing import OptimizerCase, OptimizerConformance, SchedulerCase, SchedulerConformance
+
+#: The flaws whose spec has a `compile` option (the others stay eager: no compiling in their checks).
+COMPILED = ("none", "compiled_mismatch", "compile_ignored", "uncompilable")
+
+
+def momentum_kernel(p, g, buf, lr, momentum, decay, flaw):
+    """The compiled path's step of one tensor: the eager step, but for the flaws."""
+    if flaw == "uncompilable":
+        torch._dynamo.graph_break()  # fullgraph cannot compile it: the step falls back to eager (with a warning)
+    buf.mul_(momentum).add_(g)
+    if flaw == "compiled_mismatch" and torch.compiler.is_compiling():
+        lr = lr * 1.01  # the compiled update is not the eager one
+    p.add_(buf, alpha=lr)
+    p.mul_(decay)
 
 
 class FlawedSGD(torch.optim.Optimizer):
     """Momentum SGD with one deliberate flaw (or none)."""
 
-    def __init__(self, params, lr=0.02, weight_decay=0.0, maximize=False, foreach=None, window=8, seed=0, flaw=""):
+    def __init__(self, params, lr=0.02, weight_decay=0.0, maximize=False, foreach=None, window=8, seed=0, flaw="",
+                 compile="auto"):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize, foreach=foreach,
-                                      window=window, seed=seed, flaw=flaw))
+                                      window=window, seed=seed, flaw=flaw, compile=compile))
         self.hidden = {}
         if flaw == "lost_attribute":
             self.momentum = 0.9  # an attribute torch does not pickle
@@ -52,6 +68,8 @@ class FlawedSGD(torch.optim.Optimizer):
             if flaw == "foreach_mismatch" and group["foreach"]:
                 lr = lr * 1.01
             momentum = self.momentum if flaw == "lost_attribute" else 0.9
+            compiling = use_compile(group["compile"], group["params"]) and flaw != "compile_ignored"
+            calls = []
             for p in group["params"]:
                 if p.grad is None:
                     if flaw == "eager_decay":
@@ -85,6 +103,9 @@ class FlawedSGD(torch.optim.Optimizer):
                 elif flaw == "sign_freeze" and step_factor is None:
                     buf.mul_(momentum).add_(g)
                     p.add_(torch.sign(buf), alpha=sign * lr * 0.1)  # sign(NaN) is 0: the coordinate freezes
+                elif compiling and step_factor is None and can_flatten(p, g, buf):
+                    calls.append((flat(p), flat(g), flat(buf), sign * lr, momentum, 1 - lr * group["weight_decay"],
+                                  flaw))
                 elif step_factor is None or flaw == "leaky_skip":
                     buf.mul_(momentum).add_(g)
                     p.add_(buf, alpha=sign * lr)
@@ -101,6 +122,8 @@ class FlawedSGD(torch.optim.Optimizer):
                     p.add_(1e-3)
                 if flaw == "upcast":
                     p.data = p.data.float()
+            if calls:
+                run_compiled(momentum_kernel, calls)
         return loss
 
 
@@ -123,6 +146,8 @@ def make_spec(name, flaw):
         # a window length: bounded, except in the flaw that forgets to (a seed sizes nothing: exempt by name)
         window: int = optreg.field(8, ge=1, le=None if flaw.startswith("unbounded") else 2**20, per_group=False)
         seed: int = optreg.field(0, ge=0, per_group=False)
+        if flaw in COMPILED:
+            compile: bool | Literal["auto"] = optreg.field("auto", per_group=False)
 
         def param_state_layout(self, param, options):
             # the flaw declares a layout that forgets the momentum buffer the optimizer keeps
@@ -138,7 +163,8 @@ def make_spec(name, flaw):
 FLAWS = ["none", "ascent", "forgetful", "eager_decay", "drift", "upcast", "ignores_groups", "no_closure",
          "empty_crash", "foreach_mismatch", "leaky_skip", "lost_attribute", "float32_coefficient", "host_sync",
          "conj", "raw_add_group", "skips_hooks", "ignores_maximize", "drifted_default", "sign_freeze",
-         "unbounded_size", "unbounded_loop", "layout_misses_state"]
+         "unbounded_size", "unbounded_loop", "layout_misses_state", "compiled_mismatch",
+         "compile_ignored", "uncompilable"]
 
 
 @attrs.frozen(kw_only=True)
@@ -235,6 +261,7 @@ EXPECTED = {
     "test_a_non_finite_gradient_is_never_silently_frozen": {"sign_freeze"},
     "test_huge_sizes_rejected": {"unbounded_size", "unbounded_loop"},
     "test_state_estimate_matches_a_step": {"layout_misses_state"},
+    "test_compiled_parity": {"compiled_mismatch", "compile_ignored", "uncompilable"},
 }
 
 
@@ -272,6 +299,10 @@ def test_kit_catches_every_flaw(pytester, monkeypatch):
         for line in result.outlines
     )
     assert not any("TestNarrowing::test_step_factor" in line and "[narrowed]" in line for line in result.outlines)
+    # `compile` is inferred from the spec's option, on top of a narrowed list: only the specs with one check it
+    assert any(line.startswith("PASSED ") and "TestNarrowing::test_compiled_parity[narrowed]" in line
+               for line in result.outlines), result.stdout.str()[-2000:]
+    assert not any("test_compiled_parity[ascent]" in line for line in result.outlines)
     assert "stateful" in failed.get("test_resume_gives_same_lrs", set())
     assert "stateful" in failed.get("test_expected_values", set())
     assert "negative" in failed.get("test_lr_finite_and_nonnegative", set())

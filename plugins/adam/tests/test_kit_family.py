@@ -41,8 +41,10 @@ class TestADOPT(OptimizerConformance):
     distribution = DIST
     cases = [
         OptimizerCase(spec={"type": "adopt", "lr": 0.05}, capabilities=SF, descent=ROSEN),
+        # compile_atol: unclipped, g / sqrt(v) reaches ~3 here (steps of 0.14); the eager run alone ends 2e-3 apart
+        # after a 1e-7 nudge of the initial weights, compiled and eager ~1e-6 (a param near 0 fails atol=1e-7)
         OptimizerCase(spec={"type": "adopt", "lr": 0.05, "clip": False, "weight_decay": 0.01,
-                            "decoupled_weight_decay": True}, capabilities=SF, descent=ROSEN),
+                            "decoupled_weight_decay": True}, capabilities=SF, descent=ROSEN, compile_atol=1e-6),
         OptimizerCase(spec={"type": "adopt", "lr": 0.05, "weight_decay": 0.01}, capabilities=SF, descent=ROSEN,
                       id="adopt-l2"),
     ]

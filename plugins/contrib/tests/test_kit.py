@@ -68,8 +68,10 @@ class TestSophia(OptimizerConformance):
 class TestGaLore(OptimizerConformance):
     distribution = DISTRIBUTION
     cases = [
+        # compile_atol: the projection is an SVD of the gradient every 3 steps, as far (1.4e-6) from the eager run's
+        # after compiled inner steps as after a 1e-7 nudge of the initial weights
         OptimizerCase(spec={"type": "galore", "rank": 4, "update_proj_gap": 3, "scale": 1.0,
-                            "inner": {"type": "adamw", "lr": 0.02}}),
+                            "inner": {"type": "adamw", "lr": 0.02}}, compile_atol=1e-5),
         OptimizerCase(spec={"type": "galore", "rank": 2, "update_proj_gap": 2,
                             "inner": {"type": "sgd", "lr": 0.1, "momentum": 0.9}},
                       descent={"rosenbrock": {"inner": {"type": "sgd", "lr": 1e-3}}}, id="galore-sgd"),

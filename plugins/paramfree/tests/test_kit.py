@@ -23,9 +23,14 @@ class TestProdigy(OptimizerConformance):
                   "growth_rate": 1.5, "per_group_d": True},
             capabilities=SF,
             descent=CAPPED,
+            skip={"compiled_parity": "slice_p > 1 steps eagerly under compile = true (documented): nothing compiles"},
         ),
+        # compile tolerance: without momentum, d grows 10x in one step here and s scales with (d / d0) * d; the
+        # eager run alone ends 2.5e-5 (params) and 0.8% (s) apart after a 1e-7 nudge of the initial weights,
+        # compiled and eager ~10x closer than that (6e-6, s 0.06%)
         OptimizerCase(spec={"type": "prodigy", "betas": [0.0, 0.99], "decouple": False, "weight_decay": 1e-3,
-                            "safeguard_warmup": True, "d_coef": 2.0}, capabilities=SF),
+                            "safeguard_warmup": True, "d_coef": 2.0}, capabilities=SF, compile_rtol=1e-3,
+                      compile_atol=1e-5),
     ]
     error_cases = [
         ErrorCase(spec={"type": "prodigy", "d0": 0.0}, path="$.d0", match="must be > 0"),

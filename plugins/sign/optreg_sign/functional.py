@@ -32,13 +32,12 @@ Non-Convex Problems* (signSGD, Signum).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from optreg.compiling import call_compiled, can_flatten, flat
+from optreg.compiling import call_compiled, can_flatten, compile_min_numel, compiled, flat
 from optreg.optim import commit_, real_view, use_foreach
 
 __all__ = [
@@ -227,16 +226,17 @@ def _lion_kernel(
     commit_(exp_avg, new_m.to(exp_avg.dtype), take)
 
 
-@functools.cache
 def _compiled(fn_name: str) -> Any:
-    fn = {"lion": _lion_kernel, "signum": _signum_kernel}[fn_name]
-    return torch.compile(fn, dynamic=True, fullgraph=True)
+    """The kernel ``fn_name`` through :func:`optreg.compiling.compiled`: built once per kernel and backend (inductor,
+    or the one ``optreg.compiling.compile_backend`` / ``OPTREG_COMPILE_BACKEND`` names), as every optreg kernel."""
+    return compiled({"lion": _lion_kernel, "signum": _signum_kernel}[fn_name])
 
 
 _TRUE: dict[torch.device, torch.Tensor] = {}
 
 #: Tensors with fewer elements take the eager path even when ``compiled=True``: a compiled call costs
 #: tens of microseconds of guard and wrapper overhead, more than the fused kernel saves on a small tensor.
+#: (Every size compiles inside ``optreg.compiling.compile_all_sizes()``: the kit's compiled-parity check.)
 COMPILE_MIN_NUMEL = 1 << 16
 
 
@@ -369,10 +369,11 @@ def _lion_compiled(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maxi
     takes: dict[torch.device, torch.Tensor] = {}
     hypers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
     small: list[list[torch.Tensor]] = [[], [], []]
+    min_numel = compile_min_numel(COMPILE_MIN_NUMEL)
     for param, grad, exp_avg in zip(params, grads, exp_avgs):
         if param.numel() == 0:
             continue
-        if param.numel() < COMPILE_MIN_NUMEL:
+        if param.numel() < min_numel:
             for i, t in enumerate((param, grad, exp_avg)):
                 small[i].append(t)
             continue
@@ -607,10 +608,11 @@ def _signum_compiled(params, grads, bufs, steps, lr, momentum, weight_decay, nes
                      use_shape_scaling, maximize, step_factor) -> None:
     takes: dict[torch.device, torch.Tensor] = {}
     small: list[list[Any]] = [[], [], [], []]
+    min_numel = compile_min_numel(COMPILE_MIN_NUMEL)
     for param, grad, buf, step in zip(params, grads, bufs, steps):
         if param.numel() == 0:
             continue
-        if param.numel() < COMPILE_MIN_NUMEL:
+        if param.numel() < min_numel:
             for i, t in enumerate((param, grad, buf, step)):
                 small[i].append(t)
             continue

@@ -7,15 +7,30 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CAPABILITIES", "CHECKS", "ErrorCase", "OptimizerCase", "SchedulerCase"]
+__all__ = ["CAPABILITIES", "CHECKS", "ErrorCase", "OptimizerCase", "SchedulerCase", "inferred_capabilities"]
 
 #: Optional behaviours an optimizer case may declare (each adds checks).
 CAPABILITIES = frozenset(
     {
         "step_factor",  # step(step_factor=t) with a 0/1 tensor: 0 leaves params and state bit-identical
         "foreach",  # a `foreach` option: per-tensor and multi-tensor paths agree
+        "compile",  # a `compile` option: the torch.compile'd and the eager step agree (inferred from the option)
     }
 )
+
+
+def inferred_capabilities(spec: Any) -> frozenset[str]:
+    """Capabilities the kit reads off a spec's options rather than its ``CAPABILITIES``: ``"compile"`` when the
+    spec whose options groups use (a wrapper's ``inner``, see ``group_option_spec()``) has a ``compile`` option.
+
+    Every case of such a spec gets them, whether or not it lists capabilities (lists written before a capability
+    existed would otherwise drop it); a case that cannot take the check skips it with a reason
+    (``skip={"compiled_parity": ...}``).
+    """
+    from optreg.specs import spec_fields
+
+    target = spec.group_option_spec()
+    return frozenset({"compile"}) if any(f.name == "compile" for f in spec_fields(type(target))) else frozenset()
 
 #: Checks a case may skip, each with a reason a user would accept.
 CHECKS = frozenset(
@@ -41,6 +56,7 @@ CHECKS = frozenset(
         "non_finite",
         "huge_sizes",
         "state_estimate",
+        "compiled_parity",
     }
 )
 
@@ -62,6 +78,8 @@ class OptimizerCase:
     ``capabilities``: optional behaviours to check (see :data:`CAPABILITIES`); by default the
     spec class's own ``CAPABILITIES``. A case may only narrow them (e.g. a per-tensor case of an
     optimizer whose spec declares ``foreach``): one it names that the spec does not declare fails.
+    ``"compile"`` is inferred from the spec's ``compile`` option and added to every case of it
+    (:func:`inferred_capabilities`); skip its check with ``skip={"compiled_parity": reason}``.
     ``skip``: check name -> reason, for checks that do not apply.
     ``descent``: problem -> extra spec options for that problem (e.g. a smaller
     ``lr`` on Rosenbrock); ``descent_steps`` and ``descent_ratio`` set the bar
@@ -69,6 +87,8 @@ class OptimizerCase:
     ``parity_rtol`` / ``parity_atol``: tolerance of the foreach parity check and of the complex
     check (complex params against the same optimizer on their ``view_as_real``: reductions over a
     complex tensor may sum in another order).
+    ``compile_rtol`` / ``compile_atol``: tolerance of the compiled-parity check (a compiled kernel
+    computes the eager formulas fused or reordered: a few ulps apart per step).
     """
 
     spec: Mapping[str, Any]
@@ -79,6 +99,8 @@ class OptimizerCase:
     descent_ratio: float = 0.5
     parity_rtol: float = 1e-5
     parity_atol: float = 1e-6
+    compile_rtol: float = 1e-5
+    compile_atol: float = 1e-7
     id: str | None = None
 
     def __attrs_post_init__(self) -> None:

@@ -1062,6 +1062,73 @@ class OptimizerConformance(_SpecChecks):
         assert_state_equal(params_a, params_b, "params", rtol=case.parity_rtol, atol=case.parity_atol)
         assert_state_equal(state_a["state"], state_b["state"], "state", rtol=case.parity_rtol, atol=case.parity_atol)
 
+    @_requires("compile")
+    def test_compiled_parity(self, case: OptimizerCase) -> None:
+        """``compile = true`` steps as ``compile = false`` does: params, state and param groups after 10 steps of the
+        kit's MLP, within ``compile_rtol`` / ``compile_atol``, and every kernel call of the compiled run compiled.
+
+        Compiled with the ``aot_eager`` backend (``inductor`` with ``OPTREG_COMPILE_TESTS=1``): dynamo traces the
+        step as inductor would get it, every branch taken under ``torch.compiler.is_compiling()`` (``ema_``'s
+        formula, an iota instead of an index tensor), in seconds instead of 10-40 s per kernel. Inside the check
+        every tensor size compiles (``optreg.compiling.compile_all_sizes``: size thresholds would leave the tiny
+        MLP eager), and a kernel that falls back to eager fails it: otherwise eager would be compared with eager.
+        """
+        self._skip_if(case, "compiled_parity")
+        target = self.spec_of(case.spec).group_option_spec()
+        chosen = [name for name in ("fused", "foreach") if getattr(target, name, None) is True]
+        if chosen:
+            pytest.skip(f"compiled_parity: the case chooses the {chosen[0]} path, which compile = true does not take")
+        # An unset `fused` picks a fused kernel where one applies, and compile applies to the other paths (torch's
+        # convention, e.g. adamw): both runs set fused = false so that compile decides.
+        paths = {"fused": False} if "fused" in self._field_names(case) and target.fused is None else {}
+        from torch._dynamo.utils import counters
+
+        from optreg import compiling
+
+        backend = "inductor" if os.environ.get("OPTREG_COMPILE_TESTS") == "1" else "aot_eager"
+        results = []
+        for compiled_run in (False, True):
+            torch.manual_seed(0)
+            model = make_problem("mlp")
+            optimizer = self.build(case, model, **self._option_overrides(case, {"compile": compiled_run, **paths}))
+            ran_before, fell_back_before = compiling._RAN.copy(), compiling._FELL_BACK.copy()
+            eager_only, warned = set(compiling._EAGER_ONLY), set(compiling._WARNED_LIMIT)
+            captured = counters["stats"]["calls_captured"]
+            try:
+                with compiling.compile_backend(backend), compiling.compile_all_sizes(), warnings.catch_warnings():
+                    warnings.filterwarnings("error", r"optreg: (torch\.compile could not compile|the compiled )",
+                                            RuntimeWarning)
+                    _train(optimizer, model, 0, 10)
+            finally:  # a kernel that fell back stays eager for the process: forget it, the next case tries again
+                compiling._EAGER_ONLY.intersection_update(eager_only)
+                compiling._WARNED_LIMIT.intersection_update(warned)
+            ran, fell_back = compiling._RAN - ran_before, compiling._FELL_BACK - fell_back_before
+            names = sorted({f"{fn.__name__} ({n} calls)" for (fn, _), n in (ran + fell_back).items()})
+            if not compiled_run:
+                assert not ran and not fell_back, f"compile = false ran the compiled path: {names}"
+            else:
+                assert not fell_back, (
+                    f"with compile = true these kernels ran eagerly instead ({backend} could not compile them, "
+                    f"or past the recompile limit): {sorted(fn.__name__ for fn, _ in fell_back)}"
+                )
+                assert ran, (
+                    "compile = true ran no kernel through optreg.compiling on the kit's MLP: the step did not take "
+                    "its compiled path, or compiles on its own (compile through optreg.compiling's compiled / "
+                    "run_compiled / call_compiled, and size thresholds through compile_min_numel)"
+                )
+                # A kernel compiled for the first time here must have been traced now (dynamo really compiled it).
+                new = sorted(fn.__name__ for fn, b in ran if not ran_before[fn, b])
+                assert not new or counters["stats"]["calls_captured"] > captured, (
+                    f"dynamo captured no frame while {new} ran compiled for the first time"
+                )
+            results.append((_params(model), _without_key(optimizer.state_dict(), "compile")))
+        (params_a, state_a), (params_b, state_b) = results
+        # Not bit for bit: a compiled kernel computes the eager formulas fused or in another order (FMA, a
+        # reduction's order; ema_ is torch.lerp eagerly, x + w * (y - x) compiled), a few ulps apart per step.
+        rtol, atol = case.compile_rtol, case.compile_atol
+        assert_state_equal(params_a, params_b, "params (eager vs compiled)", rtol=rtol, atol=atol)
+        assert_state_equal(state_a, state_b, "state_dict (eager vs compiled)", rtol=rtol, atol=atol)
+
     @_requires("step_factor")
     def test_step_factor(self, case: OptimizerCase) -> None:
         assert_step_factor_contract(lambda model: self.build(case, model))
@@ -1120,6 +1187,17 @@ def _held_summary(optimizer: torch.optim.Optimizer) -> str:
 
     walk(optimizer.state_dict(), "state_dict")
     return ", ".join(held) or "nothing"
+
+
+def _without_key(value: Any, key: str) -> Any:
+    """``value`` (a state dict) without entries named ``key`` in any mapping it holds."""
+    if isinstance(value, Mapping):
+        return {k: _without_key(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without_key(v, key) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_without_key(v, key) for v in value)
+    return value
 
 
 def _clone_state(state: Any) -> Any:

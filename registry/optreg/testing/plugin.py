@@ -50,23 +50,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _with_capabilities(cls: type, case: Any) -> Any:
-    """``case`` with its capabilities resolved: the spec class's ``CAPABILITIES`` unless the case narrows them.
+    """``case`` with its capabilities resolved: the spec class's ``CAPABILITIES`` unless the case narrows them,
+    plus those inferred from the spec's options (``"compile"``: :func:`optreg.testing.cases.inferred_capabilities`).
 
     A case naming a capability its spec does not declare is a mistake in the suite: it fails at collection.
     """
     if not hasattr(case, "capabilities"):
         return case
+    from optreg.testing.cases import inferred_capabilities
+
     spec = _spec_of(cls, case)
     declared = frozenset(spec.capabilities()) if spec is not None else frozenset()
+    inferred = inferred_capabilities(spec) if spec is not None else frozenset()
     if case.capabilities is None:
-        return attrs.evolve(case, capabilities=declared)
-    extra = set(case.capabilities) - declared
+        return attrs.evolve(case, capabilities=declared | inferred)
+    extra = set(case.capabilities) - declared - inferred
     if spec is not None and extra:
         raise pytest.UsageError(
             f"{cls.__name__} case {case.name!r} declares capabilities {sorted(extra)} that its spec "
             f"({type(spec).__qualname__}.capabilities(): {sorted(declared)}) does not: declare them on the spec"
         )
-    return case
+    return attrs.evolve(case, capabilities=case.capabilities | inferred) if inferred - case.capabilities else case
 
 
 def _spec_of(cls: type, case: Any) -> Any:
