@@ -166,3 +166,37 @@ def test_a_compiler_that_fails_warns_once_and_the_torch_path_steps(tmp_path, mon
         assert not list(tmp_path.glob("*.so"))
     finally:
         optreg.native.load_library.cache_clear()
+
+
+@needs_native
+def test_one_call_steps_a_group_of_many_sizes_as_the_torch_path_does():
+    """The kernel steps a whole group in one parallel region whose thread shares cross tensor boundaries: each
+    tensor's elements keep their own indices and seed, so 1 and 2 threads agree bit for bit, and the result is
+    the torch path's (to a bf16 ulp in the state, as above)."""
+    shapes = [(300, 257), (7,), (1,), (129, 64), (3, 5, 2), (40000,)]  # 125,369 elements: two threads' work
+
+    def run(fused, threads):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        opt = optreg.build_optimizer({"type": "adamw", "lr": 1e-2, "state_dtype": "bfloat16", "fused": fused,
+                                      "weight_decay": 0.1}, params)
+        saved = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for _ in range(3):
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                opt.step()
+        finally:
+            torch.set_num_threads(saved)
+        return [t.detach().clone() for p in params for t in (p, opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])]
+
+    one, two, torch_path = run(None, 1), run(None, 2), run(False, 2)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    for k, (got, want) in enumerate(zip(two, torch_path)):
+        got, want = got.float(), want.float()
+        if k % 3 == 0:  # a param
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-2 * 2**-6)
+        else:
+            assert float((got - want).abs().max()) <= 2**-6 * float(want.abs().max())
+            assert float((got != want).float().mean()) < 1e-2

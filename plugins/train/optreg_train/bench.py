@@ -184,6 +184,8 @@ def candidates(registry: Any, name: str, *, compile: bool = True) -> list[Candid
         name = f"{kind} ({Path(name).name})"
     if "compile" not in attrs.fields_dict(type(spec)):
         return [Candidate(name, kind, "eager", True, spec, note=f"{kind} has no compile option: eager only")]
+    from optreg.errors import SpecError
+
     out: list[Candidate] = []
     default_mode = spec.compile
     for path, value in (("eager", False), ("compiled", True)):
@@ -191,7 +193,10 @@ def candidates(registry: Any, name: str, *, compile: bool = True) -> list[Candid
             continue
         data = spec_to_dict(spec)
         data["compile"] = value
-        variant = registry.optimizer_spec(data)
+        try:
+            variant = registry.optimizer_spec(data)
+        except SpecError:  # e.g. foreach = true, which no compiled path takes: that path does not exist
+            continue
         out.append(Candidate(name, kind, path, variant == spec, variant))
     if not any(c.default for c in out) and compile:
         # A default that is neither (e.g. compile = "auto"): time it as its own path, first.

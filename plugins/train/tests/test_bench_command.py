@@ -140,6 +140,16 @@ def test_paths_follow_the_specs_compile_option(optreg_registry: optreg.Registry)
     assert sgd.path == "eager" and sgd.default and "no compile option" in sgd.note
 
 
+def test_a_path_the_spec_refuses_is_not_timed(optreg_registry: optreg.Registry, tmp_path: Path) -> None:
+    """foreach = true takes no compiled path (the spec refuses compile = true with it): only the default and eager
+    paths are timed, and the run goes on."""
+    if "lion" not in optreg_registry.names("optimizer"):
+        pytest.skip("optreg-sign is not installed")
+    spec = tmp_path / "foreach_lion.toml"
+    spec.write_text('[optimizer]\ntype = "lion"\nforeach = true\n', encoding="utf-8")
+    assert [c.path for c in candidates(optreg_registry, str(spec))] == ["default (auto)", "eager"]
+
+
 def test_a_spec_files_own_compile_setting_is_its_default(optreg_registry: optreg.Registry, tmp_path: Path) -> None:
     if "lion" not in optreg_registry.names("optimizer"):
         pytest.skip("optreg-sign is not installed")

@@ -356,12 +356,18 @@ def _single_tensor_adam(
 ) -> None:
     advance_steps(steps, step_factor)
     device = params[0].device
-    s = adam_scalars(scalar_vector(steps).to(device), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+    step_vector = scalar_vector(steps).to(device)
+    s = adam_scalars(step_vector, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                      weight_decay=weight_decay, decoupled=decoupled, step_factor=step_factor)
+    stepped = _native_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_vector, s, beta2=beta2,
+                           weight_decay=weight_decay, maximize=maximize, decoupled=decoupled, salts=salts,
+                           stochastic_rounding=stochastic_rounding) if use_native else set()
     inv_bc2 = s.inv_bc2_sqrt.unbind(0)
     neg_step = s.neg_step.unbind(0)
     to_compile: dict[Any, list[tuple[Any, ...]]] = {}  # kernel -> flattened argument tuples
     for i, (param, grad, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
+        if i in stepped:
+            continue
         vmax = max_exp_avg_sqs[i] if max_exp_avg_sqs else None
         common = (s.keep, s.decay, s.w1, s.b2, 1.0 - beta2, inv_bc2[i], neg_step[i], s.eps, weight_decay,
                   maximize, decoupled)
@@ -371,10 +377,6 @@ def _single_tensor_adam(
         if lowp:
             salt = salts[i] if salts is not None else i
             seed = seed_of(steps[i].to(device), salt)
-        if use_native and sr and vmax is None and native_applies(param, grad, m, v) and native_adamw_bf16(
-                param, grad, m, v, s.keep, s.decay, s.w1, s.b2, 1.0 - beta2, inv_bc2[i], neg_step[i], s.eps,
-                weight_decay, maximize, decoupled, seed):
-            continue
         if use_compile and can_flatten(param, grad, m, v, vmax):
             # compiled: the bf16 rounding's element index is an iota inside the kernel (index None)
             extra = (sr, seed, None) if lowp else ()
@@ -384,6 +386,29 @@ def _single_tensor_adam(
             kernel(param, grad, m, v, vmax, *common, *extra)
     for kernel, calls in to_compile.items():
         run_compiled(kernel, calls)
+
+
+def _native_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step_vector, s, *, beta2, weight_decay,
+                 maximize, decoupled, salts, stochastic_rounding) -> set[int]:
+    """The tensors optreg's C kernel takes (bf16 state with stochastic rounding under float32 CPU params, no amsgrad
+    buffer), stepped in one call; returns their indices (none where the kernel is not available here)."""
+    if max_exp_avg_sqs:
+        return set()
+    chosen = [i for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs))
+              if _wants_sr(p, m, stochastic_rounding) and native_applies(p, g, m, v)]
+    if not chosen:
+        return set()
+    index = torch.tensor(chosen, device=step_vector.device)
+    salt = torch.tensor([(salts[i] if salts is not None else i) & 0x7FFFFFFF for i in chosen], dtype=torch.int32,
+                        device=step_vector.device)
+    seeds = seed_of(step_vector.index_select(0, index), salt)  # seed_of per tensor, as the torch path draws them
+    taken = native_adamw_bf16(
+        [params[i] for i in chosen], [grads[i] for i in chosen], [exp_avgs[i] for i in chosen],
+        [exp_avg_sqs[i] for i in chosen], s.keep, s.decay, s.w1, s.b2, 1.0 - beta2,
+        s.inv_bc2_sqrt.index_select(0, index), s.neg_step.index_select(0, index), s.eps, weight_decay, maximize,
+        decoupled, seeds,
+    )
+    return set(chosen) if taken else set()
 
 
 def _multi_tensor_adam(

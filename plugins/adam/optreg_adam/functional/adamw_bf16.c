@@ -43,30 +43,41 @@ static void adamw_bf16_block(float *restrict p, const float *restrict g, uint16_
     }
 }
 
-/* keep: NULL, or a 0-dim bool: false skips the step (param and state stay bit-identical). decay is applied only
- * when decoupled; l2 (Adam's coupled weight decay) is 0 when decoupled. */
-void adamw_bf16_sr(float *p, const float *g, uint16_t *m, uint16_t *v, int64_t n, const uint8_t *keep,
-                   const double *decay, const double *w1, const double *b2, double w2, const double *inv_bc2_sqrt,
-                   const double *neg_step, const double *eps, const int32_t *seed, double l2, int maximize,
-                   int decoupled, int threads) {
+/* Every tensor of a group in one call: one parallel region over the concatenated elements (a thread's share may
+ * span several tensors), so small tensors cost no thread start each. Per tensor t: data[t] pointers, sizes[t],
+ * inv_bc2_sqrt[t], neg_step[t] and seeds[t] (vectors); the rest is shared by the group. keep: NULL, or a 0-dim
+ * bool: false skips the step (params and state stay bit-identical). decay is applied only when decoupled; l2
+ * (Adam's coupled weight decay) is 0 when decoupled. Element i of tensor t draws hash(i, seeds[t]). */
+void adamw_bf16_sr(float *const *p, const float *const *g, uint16_t *const *m, uint16_t *const *v,
+                   const int64_t *sizes, int64_t count, const uint8_t *keep, const double *decay, const double *w1,
+                   const double *b2, double w2, const double *inv_bc2_sqrt, const double *neg_step,
+                   const double *eps, const int32_t *seeds, double l2, int maximize, int decoupled, int threads) {
     if (keep != NULL && !*keep) return;
     float decay_f = decoupled ? (float)*decay : 1.0f;
-    float w1_f = (float)*w1, b2_f = (float)*b2, w2_f = (float)w2, ibc = (float)*inv_bc2_sqrt;
-    float neg = (float)*neg_step, eps_f = (float)*eps, l2_f = (float)l2, sign = maximize ? -1.0f : 1.0f;
-    uint32_t seed_u = (uint32_t)*seed;
-    if (n < 65536 || threads < 2) threads = 1; /* starting threads costs more than a small tensor's step */
+    float w1_f = (float)*w1, b2_f = (float)*b2, w2_f = (float)w2, eps_f = (float)*eps, l2_f = (float)l2;
+    float sign = maximize ? -1.0f : 1.0f;
+    int64_t total = 0;
+    for (int64_t t = 0; t < count; t++) total += sizes[t];
+    if (total < 65536 || threads < 2) threads = 1; /* starting threads costs more than a small group's step */
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
     {
-        int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        int64_t id = omp_get_thread_num(), parts = omp_get_num_threads();
 #else
     {
-        int64_t t = 0, count = 1;
+        int64_t id = 0, parts = 1;
 #endif
-        int64_t share = ((n + count - 1) / count + 63) / 64 * 64; /* cache-line aligned shares */
-        int64_t lo = share * t, hi = lo + share < n ? lo + share : n;
-        if (lo < hi)
-            adamw_bf16_block(p + lo, g + lo, m + lo, v + lo, (uint32_t)(hi - lo), (uint32_t)lo, decay_f, w1_f,
-                             b2_f, w2_f, ibc, neg, eps_f, l2_f, sign, seed_u);
+        int64_t share = ((total + parts - 1) / parts + 63) / 64 * 64; /* cache-line aligned shares */
+        int64_t lo = share * id, hi = lo + share < total ? lo + share : total;
+        int64_t start = 0; /* global index of tensor t's first element */
+        for (int64_t t = 0; t < count && lo < hi; start += sizes[t], t++) {
+            int64_t end = start + sizes[t];
+            if (end <= lo) continue;
+            int64_t a = lo - start, b = (hi < end ? hi : end) - start; /* [a, b) of tensor t */
+            adamw_bf16_block(p[t] + a, g[t] + a, m[t] + a, v[t] + a, (uint32_t)(b - a), (uint32_t)a, decay_f, w1_f,
+                             b2_f, w2_f, (float)inv_bc2_sqrt[t], (float)neg_step[t], eps_f, l2_f, sign,
+                             (uint32_t)seeds[t]);
+            lo = start + b;
+        }
     }
 }

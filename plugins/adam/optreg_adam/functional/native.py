@@ -27,7 +27,7 @@ def _kernel():
         return None
     fn = lib.adamw_bf16_sr
     if fn.argtypes is None:
-        fn.argtypes = [_P, _P, _P, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_double, _P, _P, _P, _P,
+        fn.argtypes = [_P, _P, _P, _P, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_double, _P, _P, _P, _P,
                        ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         fn.restype = None
     return fn
@@ -54,29 +54,40 @@ def _scalar(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype and t.device.type == "cpu" else t.to("cpu", dtype)
 
 
-def native_adamw_bf16(
-    param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-    keep: torch.Tensor | None, decay: torch.Tensor, w1: torch.Tensor, b2: torch.Tensor, w2: float,
-    inv_bc2_sqrt: torch.Tensor, neg_step: torch.Tensor, eps: torch.Tensor, l2: float, maximize: bool,
-    decoupled: bool, seed: torch.Tensor,
-) -> bool:
-    """One AdamW step with stochastic rounding of the bf16 state, in place, by the C kernel.
+def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
 
-    Arguments as :func:`optreg_adam.functional.adam._adam_tensor_lowp` (``sr`` on, no ``max_exp_avg_sq``).
-    Returns ``False`` (and changes nothing) where the kernel is not available here: the caller steps eagerly.
+
+def native_adamw_bf16(
+    params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor], keep: torch.Tensor | None, decay: torch.Tensor, w1: torch.Tensor,
+    b2: torch.Tensor, w2: float, inv_bc2_sqrt: torch.Tensor, neg_step: torch.Tensor, eps: torch.Tensor, l2: float,
+    maximize: bool, decoupled: bool, seeds: torch.Tensor,
+) -> bool:
+    """One AdamW step with stochastic rounding of the bf16 state over a group's tensors, in place, in one call of
+    the C kernel (one parallel region over all their elements).
+
+    Arguments as :func:`optreg_adam.functional.adam._adam_tensor_lowp` (``sr`` on, no ``max_exp_avg_sq``), but
+    ``inv_bc2_sqrt``, ``neg_step`` and ``seeds`` (int32) are vectors with one entry per tensor. Every tensor must
+    pass :func:`native_applies`. Returns ``False`` (and changes nothing) where the kernel is not available here:
+    the caller steps on the torch path.
     """
     kernel = _kernel()
     if kernel is None:
         return False
-    scalars = [_scalar(t, torch.float64) for t in (decay, w1, b2, inv_bc2_sqrt, neg_step, eps)]
-    seed = _scalar(seed, torch.int32)
+    if not params:
+        return True
+    shared = [_scalar(t, torch.float64) for t in (decay, w1, b2, eps)]
+    vectors = [t.to("cpu", torch.float64).contiguous() for t in (inv_bc2_sqrt, neg_step)]
+    seeds = seeds.to("cpu", torch.int32).contiguous()
     keep = None if keep is None else _scalar(keep, torch.bool)
-    decay, w1, b2, inv_bc2_sqrt, neg_step, eps = (t.data_ptr() for t in scalars)
-    kernel(param.data_ptr(), grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), param.numel(),
-           None if keep is None else keep.data_ptr(), decay, w1, b2, w2, inv_bc2_sqrt, neg_step, eps,
-           seed.data_ptr(), 0.0 if decoupled else l2, int(maximize), int(decoupled), torch.get_num_threads())
+    sizes = (ctypes.c_int64 * len(params))(*(t.numel() for t in params))
+    kernel(_pointers(params), _pointers(grads), _pointers(exp_avgs), _pointers(exp_avg_sqs), sizes, len(params),
+           None if keep is None else keep.data_ptr(), shared[0].data_ptr(), shared[1].data_ptr(),
+           shared[2].data_ptr(), w2, vectors[0].data_ptr(), vectors[1].data_ptr(), shared[3].data_ptr(),
+           seeds.data_ptr(), 0.0 if decoupled else l2, int(maximize), int(decoupled), torch.get_num_threads())
     # Written behind torch's back: bump the version counters as an in-place torch op would, so autograd still
     # refuses a backward through a graph that saved these tensors before the step.
-    for tensor in (param, exp_avg, exp_avg_sq):
+    for tensor in (*params, *exp_avgs, *exp_avg_sqs):
         torch.autograd.graph.increment_version(tensor)
     return True

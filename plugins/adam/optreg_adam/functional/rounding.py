@@ -67,6 +67,7 @@ def round_to_bf16_stochastic(
     return rounded.view(torch.float32).to(torch.bfloat16)
 
 
-def seed_of(step: torch.Tensor, salt: int) -> torch.Tensor:
-    """An int32 seed from the (float) step counter and a per-tensor salt, without a host sync."""
+def seed_of(step: torch.Tensor, salt: int | torch.Tensor) -> torch.Tensor:
+    """An int32 seed from the (float) step counter and a per-tensor salt, without a host sync (elementwise for a
+    vector of steps and an int32 tensor of salts)."""
     return step.to(torch.int32) * 0x27D4EB2F + (salt & 0x7FFFFFFF)
