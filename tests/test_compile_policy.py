@@ -105,3 +105,19 @@ def test_adamw_auto_keeps_a_small_group_eager(monkeypatch: pytest.MonkeyPatch) -
 
     assert paths({}) == {2: "fused", 1: "fused"}
     assert paths({"state_dtype": "bfloat16", "fused": False}) == {2: "compiled", 1: "single"}  # 128 Ki | 512
+
+
+@pytest.mark.skipif(not compile_available(), reason="no C++ compiler for torch.compile here")
+def test_an_explicit_foreach_is_never_compiled_by_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``foreach = true`` names the path (it has no compiled form): "auto" leaves it alone at any size."""
+    import optreg_sign.functional as F
+
+    calls = []
+    monkeypatch.setattr(F, "_compiled", lambda name: lambda *args: calls.append(name))
+    monkeypatch.setenv("OPTREG_AUTO_COMPILE_NUMEL", str(2**16))
+    p = torch.nn.Parameter(torch.randn(256, 256))  # large enough for sign's compiled kernels
+    for spec in ({"type": "lion", "foreach": True}, {"type": "signum", "foreach": True}):
+        optimizer = optreg.build_optimizer(spec, [p])
+        p.grad = torch.randn_like(p)
+        optimizer.step()
+    assert calls == []

@@ -23,6 +23,11 @@ def _check_paths(foreach: bool | None, compile: bool | str) -> None:
         raise ValueError("choose foreach or compile, not both")
 
 
+def _compiles(group: dict[str, Any], params: list[torch.Tensor]) -> bool:
+    """The compile policy for a group; an explicit ``foreach = true`` is the path asked for (no compiled form)."""
+    return group["foreach"] is not True and use_compile(group["compile"], params)
+
+
 class Lion(OptregOptimizer):
     """Lion, EvoLved Sign Momentum (Chen et al. 2023, arXiv:2302.06675, Algorithm 2).
 
@@ -77,7 +82,7 @@ class Lion(OptregOptimizer):
         lion(
             params, [p.grad for p in params], exp_avgs, lr=group["lr"], beta1=beta1, beta2=beta2,
             weight_decay=group["weight_decay"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=use_compile(group["compile"], params),
+            foreach=group["foreach"], compiled=_compiles(group, params),
         )
 
 
@@ -152,7 +157,7 @@ class Signum(OptregOptimizer):
             params, [p.grad for p in params], bufs, steps, lr=group["lr"], momentum=momentum,
             weight_decay=group["weight_decay"], nesterov=group["nesterov"], correct_bias=group["correct_bias"],
             use_shape_scaling=group["use_shape_scaling"], maximize=group["maximize"], step_factor=step_factor,
-            foreach=group["foreach"], compiled=use_compile(group["compile"], params),
+            foreach=group["foreach"], compiled=_compiles(group, params),
         )
 
 
