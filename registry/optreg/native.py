@@ -28,9 +28,11 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["NativeBuildWarning", "cache_dir", "find_c_compiler", "load_library", "native_enabled"]
+__all__ = ["NativeBuildWarning", "cache_dir", "find_c_compiler", "load_function", "load_library", "native_enabled"]
 
 #: Tried in order: the first that builds wins (OpenMP may be missing, e.g. Apple clang; ``-march=native`` is not
 #: understood by every compiler/CPU pair). The source must build without OpenMP (``#ifdef _OPENMP``).
@@ -115,6 +117,19 @@ def load_library(source: Path) -> ctypes.CDLL | None:
         NativeBuildWarning, stacklevel=3,
     )
     return None
+
+
+def load_function(source: Path, name: str, argtypes: Sequence[Any]) -> Any:
+    """The C function ``name`` of the library built from ``source`` (see :func:`load_library`), with its argument
+    types set and no return value, or ``None`` where the library is not available here."""
+    lib = load_library(Path(source))
+    if lib is None:
+        return None
+    fn = getattr(lib, name)
+    if fn.argtypes is None:
+        fn.argtypes = list(argtypes)
+        fn.restype = None
+    return fn
 
 
 def _build(compiler: str, source: Path, flags: tuple[str, ...], target: Path) -> str | None:

@@ -16,16 +16,10 @@ _SOURCE = Path(__file__).with_name("sum_of_squares.c")
 
 
 def _kernel():
-    from optreg.native import load_library
+    from optreg.native import load_function
 
-    lib = load_library(_SOURCE)
-    if lib is None:
-        return None
-    fn = lib.sum_of_squares_f32
-    if fn.argtypes is None:
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
-        fn.restype = None
-    return fn
+    p = ctypes.c_void_p
+    return load_function(_SOURCE, "sum_of_squares_f32", [p, p, ctypes.c_int64, p, ctypes.c_int])
 
 
 def native_applies(grad: torch.Tensor) -> bool:

@@ -20,17 +20,12 @@ _P = ctypes.c_void_p
 
 
 def _kernel():
-    from optreg.native import load_library
+    from optreg.native import load_function
 
-    lib = load_library(_SOURCE)
-    if lib is None:
-        return None
-    fn = lib.adamw_bf16_sr
-    if fn.argtypes is None:
-        fn.argtypes = [_P, _P, _P, _P, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_double, _P, _P, _P, _P,
-                       ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        fn.restype = None
-    return fn
+    return load_function(_SOURCE, "adamw_bf16_sr", [
+        _P, _P, _P, _P, _P, ctypes.c_int64, _P, _P, _P, _P, ctypes.c_double, _P, _P, _P, _P, ctypes.c_double,
+        ctypes.c_int, ctypes.c_int, ctypes.c_int,
+    ])
 
 
 def native_available() -> bool:
