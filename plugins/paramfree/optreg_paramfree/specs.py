@@ -351,6 +351,9 @@ class MechanicSpec(WrapperSpec):
     eps: float = field(1e-8, gt=0, per_group=False, doc="Numerical floor of Mechanic's statistics.")
     s_init: float = field(1e-6, gt=0, per_group=False, doc="Initial scale.")
     num_betas: int = field(6, ge=1, le=15, per_group=False, doc="Betas 1 - 0.1^i, i = 1..num_betas.")
+    compile: bool | Literal["auto"] = field(
+        "auto", per_group=False, doc=f"Mechanic's own passes (the inner optimizer has its own option). {COMPILE_DOC}"
+    )
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.inner, MechanicSpec):
@@ -376,7 +379,8 @@ class MechanicSpec(WrapperSpec):
         from optreg_paramfree.optim.mechanic import Mechanic
 
         return Mechanic(
-            inner, weight_decay=self.weight_decay, eps=self.eps, s_init=self.s_init, num_betas=self.num_betas
+            inner, weight_decay=self.weight_decay, eps=self.eps, s_init=self.s_init, num_betas=self.num_betas,
+            compile=self.compile,
         )
 
 
@@ -402,6 +406,7 @@ class MomoSpec(_ScalarScope, OptimizerSpec):
     adapt_lower_bound: bool = field(
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("loss_avg", "gamma", "lb", "k")  # shared by every group
 
@@ -437,6 +442,7 @@ class MomoAdamSpec(_ScalarScope, OptimizerSpec):
     adapt_lower_bound: bool = field(
         False, per_group=False, doc="Estimate the lower bound online (when no good bound is known)."
     )
+    compile: bool | Literal["auto"] = field("auto", per_group=False, doc=COMPILE_DOC)
 
     _SCALARS: ClassVar[tuple[str, ...]] = ("loss_avg", "gamma", "lb", "k")  # shared by every group
 
