@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from optreg.optim import is_sharded
+
 __all__ = ["advance_steps", "gate", "scalar_vector", "signed", "supports_fused_adam"]
 
 
@@ -59,8 +61,14 @@ _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def supports_fused_adam(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether torch's fused Adam kernel (``torch._fused_adam(w)_``) can update these tensors."""
+    """Whether torch's fused Adam kernel (``torch._fused_adam(w)_``) can update these tensors.
+
+    Not sharded ones (DTensor): the kernel refuses a mix of DTensors and the plain step counters
+    ("got mixed torch.Tensor and DTensor"); they take the per-tensor path.
+    """
     if not hasattr(torch, "_fused_adamw_"):
+        return False
+    if any(is_sharded(t) for t in tensors):
         return False
     for t in tensors:
         if t.device.type not in ("cpu", "cuda", "mps", "xpu") or t.dtype not in _FUSED_DTYPES or t.is_sparse:

@@ -35,9 +35,12 @@ def native_available() -> bool:
 
 def native_applies(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor) -> bool:
     """Whether the C kernel can step these tensors: CPU, contiguous, float32 param and grad, bfloat16 state."""
+    from optreg.optim import is_sharded
+
     tensors = (param, grad, exp_avg, exp_avg_sq)
     return (
-        param.device.type == "cpu"
+        not any(is_sharded(t) for t in tensors)  # a DTensor's data is its local shard's: the torch path steps it
+        and param.device.type == "cpu"
         and param.dtype == grad.dtype == torch.float32
         and exp_avg.dtype == exp_avg_sq.dtype == torch.bfloat16
         and all(t.is_contiguous() and t.numel() == param.numel() and t.device == param.device for t in tensors)
