@@ -46,11 +46,12 @@ class TestAdamW(OptimizerConformance):
                             "descent_mlp": "maximize ascends"}),
         OptimizerCase(spec={"type": "adamw", "lr": 0.05, "fused": True}, capabilities={"step_factor"},
                       descent={"rosenbrock": {"lr": 0.02}}, id="adamw-fused"),
-        OptimizerCase(spec={"type": "adamw", "lr": 0.05, "state_dtype": "bfloat16"}, capabilities={"step_factor"},
-                      descent={"rosenbrock": {"lr": 0.02}}, skip={"float64": BF16_STATE}, id="adamw-bf16-state"),
+        OptimizerCase(spec={"type": "adamw", "lr": 0.05, "state_dtype": "bfloat16"},
+                      capabilities={"step_factor", "compile"}, descent={"rosenbrock": {"lr": 0.02}},
+                      skip={"float64": BF16_STATE}, id="adamw-bf16-state"),
         OptimizerCase(spec={"type": "adamw", "lr": 0.05, "state_dtype": "bfloat16", "amsgrad": True},
-                      capabilities={"step_factor"}, descent={"rosenbrock": {"lr": 0.02}}, skip={"float64": BF16_STATE},
-                      id="adamw-bf16-amsgrad"),
+                      capabilities={"step_factor", "compile"}, descent={"rosenbrock": {"lr": 0.02}},
+                      skip={"float64": BF16_STATE}, id="adamw-bf16-amsgrad"),
     ]
     error_cases = [
         ErrorCase(spec={"type": "adamw", "lr": -1e-3}, path="$.lr", match="must be >= 0"),

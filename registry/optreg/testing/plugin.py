@@ -9,6 +9,7 @@ and :class:`~optreg.testing.SchedulerConformance` over the class's ``cases`` and
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -33,8 +34,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if cls is None:
         return
     if "case" in metafunc.fixturenames:
-        cases = [_with_capabilities(cls, c) for c in getattr(cls, "cases", ())]
+        raw = list(getattr(cls, "cases", ()))
+        cases = [_with_capabilities(cls, c) for c in raw]
         required = getattr(metafunc.function, "optreg_requires", None)
+        if required == "compile":
+            cases = _compile_cases(raw, cases)
         if required is not None:  # a capability check runs only for the cases that declare it
             cases = [c for c in cases if required in c.capabilities]
         if not cases and required is not None:
@@ -47,6 +51,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             _skip_all(metafunc, "error_case", f"{cls.__name__} declares no error_cases")
             return
         metafunc.parametrize("error_case", error_cases, ids=[c.name for c in error_cases])
+
+
+def _compile_cases(raw: list[Any], cases: list[Any]) -> list[Any]:
+    """The cases the compiled-parity check runs: the first case of each optimizer type, and every case that names
+    ``compile`` in its own capabilities (e.g. a bfloat16-state case, whose compiled kernel is another).
+
+    Each case compiles its own graphs (its options are constants in them): about 2 s each under ``aot_eager``,
+    so every case of every optimizer would add minutes to a suite for kernels the first case already traced.
+    """
+    seen: set[Any] = set()
+    out = []
+    for original, case in zip(raw, cases):
+        kind = case.spec.get("type") if isinstance(case.spec, Mapping) else None
+        explicit = "compile" in (getattr(original, "capabilities", None) or ())
+        if explicit or kind not in seen:
+            out.append(case)
+        spec = case.spec if isinstance(case.spec, Mapping) else {}
+        takes_it = "compiled_parity" not in (getattr(case, "skip", None) or {}) and not any(
+            spec.get(path) is True for path in ("foreach", "fused"))  # the check skips these: the next case counts
+        if "compile" in (case.capabilities or ()) and takes_it:
+            seen.add(kind)
+    return out
 
 
 def _with_capabilities(cls: type, case: Any) -> Any:
