@@ -7,10 +7,11 @@ through :mod:`torch.utils.cpp_extension` needs ninja and compiles torch's header
 minute), and needs nothing from torch but the tensors' data pointers.
 
 The library is built with ``-O3 -march=native`` (so it is only valid on this CPU kind) into
-``$OPTREG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/optreg`` or ``~/.cache/optreg``), named by a hash of
-the source, the compiler, the flags and the CPU's feature flags: a home directory shared between
-machines of different CPU kinds gets one library per kind. Two processes building at once (a
-``torchrun`` launch) each write their own temporary file and rename it into place.
+``$OPTREG_CACHE_DIR`` (default ``$XDG_CACHE_HOME/optreg`` or ``~/.cache/optreg``; a per-user folder
+under the temporary directory where that cannot be written), named by a hash of the source, the
+compiler, the flags and the CPU's feature flags: a home directory shared between machines of
+different CPU kinds gets one library per kind. Two processes building at once (a ``torchrun``
+launch) each write their own temporary file and rename it into place.
 
 Where there is no C compiler (``CC``, ``cc``, ``gcc``, ``clang``) or ``OPTREG_NATIVE=0``,
 :func:`load_library` returns ``None`` and callers take their other paths; a compiler that fails
@@ -69,6 +70,19 @@ def cache_dir() -> Path:
     return Path(base) / "optreg"
 
 
+@functools.cache
+def _writable(directory: Path) -> Path:
+    """``directory``, created if need be, or a per-user one under the temporary directory where it cannot be
+    written (a read-only home directory)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"optreg-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
 def _cpu_identity() -> str:
     """The CPU kind a ``-march=native`` build is valid on: its feature flags (Linux), else the platform names."""
     try:
@@ -101,7 +115,7 @@ def load_library(source: Path) -> ctypes.CDLL | None:
     errors = []
     for flags in _FLAG_SETS:
         digest = hashlib.sha256(repr((identity, flags)).encode()).hexdigest()[:16]
-        target = cache_dir() / f"{Path(source).stem}-{digest}.so"
+        target = _writable(cache_dir()) / f"{Path(source).stem}-{digest}.so"
         if not target.exists():
             error = _build(compiler, Path(source), flags, target)
             if error is not None:

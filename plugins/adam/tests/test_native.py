@@ -200,3 +200,23 @@ def test_one_call_steps_a_group_of_many_sizes_as_the_torch_path_does():
         else:
             assert float((got - want).abs().max()) <= 2**-6 * float(want.abs().max())
             assert float((got != want).float().mean()) < 1e-2
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path, monkeypatch):
+    if optreg.native.find_c_compiler() is None:
+        pytest.skip("no C compiler here")
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("OPTREG_CACHE_DIR", str(blocked / "optreg"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    optreg.native.load_library.cache_clear()
+    optreg.native._writable.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert optreg.native.load_library(native._SOURCE) is not None
+        assert list((tmp_path / "tmp").glob("optreg-*/adamw_bf16-*.so"))
+    finally:
+        optreg.native.load_library.cache_clear()
+        optreg.native._writable.cache_clear()
