@@ -104,11 +104,20 @@ def _distribute_like(tensors: list[torch.Tensor], layout: str) -> list[nn.Parame
     return [_distribute([t], names, matrix if t.ndim >= 2 else vector)[0] for t in tensors]
 
 
+def _assert_same(a: torch.Tensor, b: torch.Tensor, *, exact: bool, what: str = "param") -> None:
+    if exact:
+        assert torch.equal(a, b), what
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=what)
+
+
 @pytest.mark.parametrize("layout", list(_layouts()))
 @pytest.mark.parametrize("cls", [Muon, NorMuon, Dion])
 def test_sharded_parameters_step_as_plain_ones_bit_for_bit(one_rank: None, cls: type, layout: str) -> None:
     """The matrix step gathers each DTensor whole and applies its part: the same numbers as plain tensors,
-    and every parameter (and its momentum) keeps its mesh and placements."""
+    and every parameter (and its momentum) keeps its mesh and placements. The non-matrix parameters' AdamW
+    agrees to float rounding, not bit for bit: a plain tensor takes torch's fused kernel, a DTensor (which that
+    kernel refuses beside plain step counters) the per-tensor path, and the two round differently."""
     torch.manual_seed(0)
     shapes = [(5, 6), (6, 5), (5, 6), (4, 2, 3), (1, 5), (5,)]
     start = [torch.randn(s) for s in shapes]
@@ -128,12 +137,13 @@ def test_sharded_parameters_step_as_plain_ones_bit_for_bit(one_rank: None, cls: 
     for p, q, where, first in zip(plain, sharded, placements, start):
         assert q.device_mesh.mesh_dim_names == names and q.placements == where
         assert not torch.equal(p.detach(), first)  # the step moved it
-        assert torch.equal(p.detach(), q.detach().full_tensor())
+        _assert_same(p.detach(), q.detach().full_tensor(), exact=p.ndim >= 2)
     for p, q in zip(plain, sharded):
         assert opt_plain.state[p].keys() == opt_sharded.state[q].keys()
         for key, value in opt_plain.state[p].items():
             other = opt_sharded.state[q][key]
-            assert torch.equal(value, other.full_tensor() if hasattr(other, "full_tensor") else other), key
+            _assert_same(value, other.full_tensor() if hasattr(other, "full_tensor") else other, exact=p.ndim >= 2,
+                         what=key)
     for q, where in zip(sharded, placements):
         if q.ndim >= 2:  # the matrix update's momentum stays sharded like its parameter
             assert opt_sharded.state[q]["momentum_buffer"].placements == where
