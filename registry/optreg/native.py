@@ -33,14 +33,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NativeBuildWarning", "cache_dir", "find_c_compiler", "load_function", "load_library", "native_enabled"]
+__all__ = [
+    "NativeBuildWarning", "cache_dir", "find_c_compiler", "load_function", "load_library", "native_enabled",
+    "pointers", "sizes",
+]
 
 #: Tried in order: the first that builds wins (OpenMP may be missing, e.g. Apple clang; ``-march=native`` is not
 #: understood by every compiler/CPU pair). The source must build without OpenMP (``#ifdef _OPENMP``).
+#: ``-ffp-contract=off``: every ``a * b + c`` rounds twice, in the vectorised body and in the scalar tail alike, so an
+#: element's result does not depend on where it falls (a thread's share, a tensor's end) nor on the vector width.
 _FLAG_SETS = (
-    ("-O3", "-march=native", "-fno-math-errno", "-fopenmp"),
-    ("-O3", "-march=native", "-fno-math-errno"),
-    ("-O3", "-fno-math-errno"),
+    ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fopenmp"),
+    ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off"),
+    ("-O3", "-fno-math-errno", "-ffp-contract=off"),
 )
 
 
@@ -144,6 +149,16 @@ def load_function(source: Path, name: str, argtypes: Sequence[Any]) -> Any:
         fn.argtypes = list(argtypes)
         fn.restype = None
     return fn
+
+
+def pointers(tensors: Sequence[Any]) -> ctypes.Array:
+    """A C array of the tensors' data pointers (``void **``) for a kernel that takes many tensors in one call."""
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+def sizes(tensors: Sequence[Any]) -> ctypes.Array:
+    """A C array of the tensors' element counts (``int64_t *``), in the order of :func:`pointers`."""
+    return (ctypes.c_int64 * len(tensors))(*(t.numel() for t in tensors))
 
 
 def _build(compiler: str, source: Path, flags: tuple[str, ...], target: Path) -> str | None:

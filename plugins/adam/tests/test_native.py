@@ -46,8 +46,9 @@ def _run(fused, *, steps=4, shape=(300, 257), step_factors=None, threads=None, *
 ], ids=["adamw", "maximize", "adam_l2", "adam", "betas_eps"])
 def test_the_c_kernel_matches_the_torch_path(options):
     """Same math and the same random bits as the torch path (fused = false): the state agrees to a bf16 ulp and
-    the params to float32 rounding. Not bit-exact on every CPU: the C compiler contracts a * b + c into fused
-    multiply-adds (one rounding, not two), so a moment can land on the other side of a rounding threshold."""
+    the params to float32 rounding. Not bit-exact: torch's vectorised kernels (lerp, addcmul) fuse some
+    multiply-adds (one rounding, not two) that the C kernel rounds twice, and which ones depends on the CPU, so a
+    moment can land on the other side of a rounding threshold."""
     factors = [1.0, 1.0, 1.0, 1.0]
     path, p, m, v = _run(None, step_factors=factors, **options)
     ref_path, p_ref, m_ref, v_ref = _run(False, step_factors=factors, **options)
@@ -72,8 +73,9 @@ def test_a_skipped_step_leaves_param_and_state_bit_identical():
 
 @needs_native
 def test_threads_split_the_work_without_changing_a_bit():
-    """Each element's update depends only on its own index and the seed, not on which thread takes it: the
-    same machine code on every element, so exact."""
+    """Each element's update depends only on its own index and the seed, not on which thread takes it. Exact on
+    every CPU: the kernel is built without contracted multiply-adds (``-ffp-contract=off``), so an element rounds
+    alike in the vectorised body and in the scalar tail, whatever the vector width."""
     shape = (1 << 10, 100)  # 102400 elements: above the kernel's one-thread threshold
     one = _run(None, shape=shape, threads=1)
     two = _run(None, shape=shape, threads=2)
@@ -171,7 +173,8 @@ def test_a_compiler_that_fails_warns_once_and_the_torch_path_steps(tmp_path, mon
 @needs_native
 def test_one_call_steps_a_group_of_many_sizes_as_the_torch_path_does():
     """The kernel steps a whole group in one parallel region whose thread shares cross tensor boundaries: each
-    tensor's elements keep their own indices and seed, so 1 and 2 threads agree bit for bit, and the result is
+    tensor's elements keep their own indices and seed, so 1 and 2 threads agree bit for bit (exact on every CPU, as
+    in test_threads_split_the_work_without_changing_a_bit), and the result is
     the torch path's (to a bf16 ulp in the state, as above)."""
     shapes = [(300, 257), (7,), (1,), (129, 64), (3, 5, 2), (40000,)]  # 125,369 elements: two threads' work
 

@@ -24,18 +24,20 @@ def _kernel():
 
 def native_applies(grad: torch.Tensor) -> bool:
     """A dense, contiguous float32 CPU tensor (not a DTensor: its norm is reduced across shards by torch)."""
-    return (type(grad) is torch.Tensor or isinstance(grad, torch.nn.Parameter)) and grad.layout == torch.strided \
-        and grad.device.type == "cpu" and grad.dtype == torch.float32 and grad.is_contiguous()
+    from optreg.optim import is_sharded
+
+    return not is_sharded(grad) and grad.layout == torch.strided and grad.device.type == "cpu" \
+        and grad.dtype == torch.float32 and grad.is_contiguous()
 
 
 def sum_of_squares(grads: list[torch.Tensor]) -> torch.Tensor | None:
     """``sum(g.double().square().sum() for g in grads)`` as a 0-dim float64 CPU tensor, in one pass over each
     gradient; ``None`` where the kernel does not build here (the caller uses torch's norm)."""
+    from optreg.native import pointers, sizes
+
     kernel = _kernel()
     if kernel is None:
         return None
     out = torch.zeros((), dtype=torch.float64)
-    pointers = (ctypes.c_void_p * len(grads))(*(g.data_ptr() for g in grads))
-    sizes = (ctypes.c_int64 * len(grads))(*(g.numel() for g in grads))
-    kernel(pointers, sizes, len(grads), out.data_ptr(), torch.get_num_threads())
+    kernel(pointers(grads), sizes(grads), len(grads), out.data_ptr(), torch.get_num_threads())
     return out

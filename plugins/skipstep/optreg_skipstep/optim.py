@@ -54,16 +54,11 @@ def grad_norm(
     gradient is never rounded to float32); a complex gradient's norm is that of its real view. The result
     has dtype ``dtype`` (default: the widest per-gradient norm, float32 at least).
     """
-    params = list(params)
-    norms: list[torch.Tensor] = []
-    plain = [p.grad for p in params if p.grad is not None and native_applies(p.grad)]
+    grads = [p.grad for p in params if p.grad is not None]
+    plain = [g for g in grads if native_applies(g)]
     squares = sum_of_squares(plain) if plain else None  # float32 CPU gradients: one C pass (see _native.py)
-    if squares is not None:
-        norms.append(squares.sqrt().to(torch.float32))
-    for p in params:
-        grad = p.grad
-        if grad is None or (squares is not None and native_applies(grad)):
-            continue
+    norms: list[torch.Tensor] = [] if squares is None else [squares.sqrt().to(torch.float32)]
+    for grad in grads if squares is None else [g for g in grads if not native_applies(g)]:
         if grad.is_sparse:
             grad = grad.coalesce()._values()
         if grad.is_complex():

@@ -52,10 +52,6 @@ def _scalar(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype and t.device.type == "cpu" else t.to("cpu", dtype)
 
 
-def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
-    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
-
-
 def native_adamw_bf16(
     params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
     exp_avg_sqs: list[torch.Tensor], keep: torch.Tensor | None, decay: torch.Tensor, w1: torch.Tensor,
@@ -70,6 +66,8 @@ def native_adamw_bf16(
     pass :func:`native_applies`. Returns ``False`` (and changes nothing) where the kernel is not available here:
     the caller steps on the torch path.
     """
+    from optreg.native import pointers, sizes
+
     kernel = _kernel()
     if kernel is None:
         return False
@@ -79,8 +77,7 @@ def native_adamw_bf16(
     vectors = [t.to("cpu", torch.float64).contiguous() for t in (inv_bc2_sqrt, neg_step)]
     seeds = seeds.to("cpu", torch.int32).contiguous()
     keep = None if keep is None else _scalar(keep, torch.bool)
-    sizes = (ctypes.c_int64 * len(params))(*(t.numel() for t in params))
-    kernel(_pointers(params), _pointers(grads), _pointers(exp_avgs), _pointers(exp_avg_sqs), sizes, len(params),
+    kernel(pointers(params), pointers(grads), pointers(exp_avgs), pointers(exp_avg_sqs), sizes(params), len(params),
            None if keep is None else keep.data_ptr(), shared[0].data_ptr(), shared[1].data_ptr(),
            shared[2].data_ptr(), w2, vectors[0].data_ptr(), vectors[1].data_ptr(), shared[3].data_ptr(),
            seeds.data_ptr(), 0.0 if decoupled else l2, int(maximize), int(decoupled), torch.get_num_threads())
