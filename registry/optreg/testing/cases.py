@@ -7,7 +7,9 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CAPABILITIES", "CHECKS", "ErrorCase", "OptimizerCase", "SchedulerCase", "inferred_capabilities"]
+__all__ = [
+    "CAPABILITIES", "CHECKS", "ErrorCase", "OptimizerCase", "SchedulerCase", "inferred_capabilities", "uncompiled_path",
+]
 
 #: Optional behaviours an optimizer case may declare (each adds checks).
 CAPABILITIES = frozenset(
@@ -31,6 +33,13 @@ def inferred_capabilities(spec: Any) -> frozenset[str]:
 
     target = spec.group_option_spec()
     return frozenset({"compile"}) if any(f.name == "compile" for f in spec_fields(type(target))) else frozenset()
+
+def uncompiled_path(spec: Any) -> str | None:
+    """The path a spec's options choose that ``compile = true`` does not take (``fused`` or ``foreach`` set true, on
+    the spec whose options groups use), or ``None``: a case with one has no compiled path to compare."""
+    target = spec.group_option_spec()
+    return next((name for name in ("fused", "foreach") if getattr(target, name, None) is True), None)
+
 
 #: Checks a case may skip, each with a reason a user would accept.
 CHECKS = frozenset(

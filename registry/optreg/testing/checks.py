@@ -35,7 +35,7 @@ from optreg.optim import accelerator_path
 from optreg.registry import Registry
 from optreg.runspec import RunSpec
 from optreg.specs import OptimizerSpec, SchedulerSpec, spec_fields
-from optreg.testing.cases import ErrorCase, OptimizerCase, SchedulerCase
+from optreg.testing.cases import ErrorCase, OptimizerCase, SchedulerCase, uncompiled_path
 from optreg.testing.problems import TinyRegression, make_problem
 
 __all__ = ["OptimizerConformance", "SchedulerConformance", "assert_state_equal"]
@@ -1075,9 +1075,9 @@ class OptimizerConformance(_SpecChecks):
         """
         self._skip_if(case, "compiled_parity")
         target = self.spec_of(case.spec).group_option_spec()
-        chosen = [name for name in ("fused", "foreach") if getattr(target, name, None) is True]
+        chosen = uncompiled_path(target)
         if chosen:
-            pytest.skip(f"compiled_parity: the case chooses the {chosen[0]} path, which compile = true does not take")
+            pytest.skip(f"compiled_parity: the case chooses the {chosen} path, which compile = true does not take")
         # An unset `fused` picks a fused kernel where one applies, and compile applies to the other paths (torch's
         # convention, e.g. adamw): both runs set fused = false so that compile decides.
         paths = {"fused": False} if "fused" in self._field_names(case) and target.fused is None else {}

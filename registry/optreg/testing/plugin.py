@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from optreg.registry import Registry
+from optreg.testing.cases import inferred_capabilities, uncompiled_path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +39,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cases = [_with_capabilities(cls, c) for c in raw]
         required = getattr(metafunc.function, "optreg_requires", None)
         if required == "compile":
-            cases = _compile_cases(raw, cases)
+            cases = _compile_cases(cls, raw, cases)
         if required is not None:  # a capability check runs only for the cases that declare it
             cases = [c for c in cases if required in c.capabilities]
         if not cases and required is not None:
@@ -53,7 +54,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("error_case", error_cases, ids=[c.name for c in error_cases])
 
 
-def _compile_cases(raw: list[Any], cases: list[Any]) -> list[Any]:
+def _compile_cases(cls: type, raw: list[Any], cases: list[Any]) -> list[Any]:
     """The cases the compiled-parity check runs: the first case of each optimizer type, and every case that names
     ``compile`` in its own capabilities (e.g. a bfloat16-state case, whose compiled kernel is another).
 
@@ -67,10 +68,10 @@ def _compile_cases(raw: list[Any], cases: list[Any]) -> list[Any]:
         explicit = "compile" in (getattr(original, "capabilities", None) or ())
         if explicit or kind not in seen:
             out.append(case)
-        spec = case.spec if isinstance(case.spec, Mapping) else {}
-        takes_it = "compiled_parity" not in (getattr(case, "skip", None) or {}) and not any(
-            spec.get(path) is True for path in ("foreach", "fused"))  # the check skips these: the next case counts
-        if "compile" in (case.capabilities or ()) and takes_it:
+        spec = _spec_of(cls, case)
+        skipped = "compiled_parity" in (getattr(case, "skip", None) or {}) or (
+            spec is not None and uncompiled_path(spec) is not None)  # the check skips these: the next case counts
+        if "compile" in (case.capabilities or ()) and not skipped:
             seen.add(kind)
     return out
 
@@ -83,8 +84,6 @@ def _with_capabilities(cls: type, case: Any) -> Any:
     """
     if not hasattr(case, "capabilities"):
         return case
-    from optreg.testing.cases import inferred_capabilities
-
     spec = _spec_of(cls, case)
     declared = frozenset(spec.capabilities()) if spec is not None else frozenset()
     inferred = inferred_capabilities(spec) if spec is not None else frozenset()
