@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tomli_w
 
 #: The families ``all`` stands for.
 FAMILIES = ("optreg-adam", "optreg-sign", "optreg-schedulefree", "optreg-paramfree", "optreg-skipstep")
@@ -141,21 +142,10 @@ def inner_name(registry: Any, cls: type) -> str | None:
     return None
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    return repr(value)
-
-
 def _spec_file(folder: Path, stem: str, table: dict[str, Any]) -> str:
     """A spec file whose ``[optimizer]`` table is ``table`` (what ``optreg bench`` times with its options)."""
     path = folder / (re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") + ".toml")
-    path.write_text("schema_version = 1\n\n[optimizer]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items()),
-                    encoding="utf-8")
+    path.write_text(tomli_w.dumps({"schema_version": 1, "optimizer": table}), encoding="utf-8")
     return str(path)
 
 
@@ -298,29 +288,22 @@ def markdown(result: Any, entries: list[Entry], cpu: str, *, compiled: bool) -> 
 def profile_step(registry: Any, name: str, layout: str) -> None:
     """Print torch's profiler table of one eager step of ``name`` (after a first step that creates the state)."""
     import torch
-    from optreg_train.bench import candidates, parse_params
+    from optreg_train.bench import WithClosure, candidates, make_params, parse_params
     from torch.profiler import ProfilerActivity, profile
 
     spec = candidates(registry, name, compile=False)[0].spec  # the eager path
-    g = torch.Generator().manual_seed(0)
-    params = []
-    for shape in parse_params(layout):
-        p = torch.randn(shape, generator=g)
-        p.grad = torch.randn(shape, generator=g) * 1e-2
-        params.append(p)
+    params = make_params(parse_params(layout))  # optreg bench's: random params, gradients of 1e-2
     optimizer = spec.build(params)
-    loss = torch.zeros(())
-    closure: list[Any] = []
     with torch.no_grad():
         try:
             optimizer.step()
-        except Exception as exc:  # one that needs a closure (MoMo, SAM): a fixed loss, gradients left as they are
+        except Exception as exc:  # one that needs a closure (MoMo, SAM): optreg bench's, gradients put back
             if "closure" not in str(exc).lower():
                 raise
-            closure.append(lambda: loss)
-            optimizer.step(*closure)
+            optimizer = WithClosure(optimizer, params)
+            optimizer.step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            optimizer.step(*closure)
+            optimizer.step()
     print(f"\n-- where the time of one eager {name} step goes ({layout}; top ops by self CPU time)")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 

@@ -43,7 +43,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BenchResult", "Candidate", "Row", "bench", "candidates", "parse_params", "register", "size_layout"]
+__all__ = [
+    "BenchResult", "Candidate", "Row", "WithClosure", "bench", "candidates", "make_params", "parse_params", "register",
+    "size_layout",
+]
 
 #: The default layout: the one of issue 17's figures (10.5M fp32 params; a fused AdamW step is about 5 ms).
 DEFAULT_PARAMS = "10x1024x1024+10x1024"
@@ -209,7 +212,8 @@ def candidates(registry: Any, name: str, *, compile: bool = True) -> list[Candid
 # ------------------------------------------------------------------ measuring
 
 
-def _make_params(shapes: list[tuple[int, ...]], seed: int = 0) -> list[Any]:
+def make_params(shapes: list[tuple[int, ...]], seed: int = 0) -> list[Any]:
+    """What optreg bench steps: seeded random fp32 tensors of ``shapes``, each with a random gradient of scale 1e-2."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -337,7 +341,7 @@ def _touched(param_bytes: int, state: int) -> int:
     return 2 * param_bytes + param_bytes + 2 * state
 
 
-class _WithClosure:
+class WithClosure:
     """An optimizer that needs a closure (L-BFGS, SAM), stepped with one that puts the bench's gradients back
     (a copy per param: no forward or backward) and returns a fixed loss."""
 
@@ -395,7 +399,7 @@ def bench(names: list[str], *, params: str = DEFAULT_PARAMS, steps: int = 20, co
     registry = registry or optreg.get_registry()
     shapes = parse_params(params)
     todo = [c for name in names for c in candidates(registry, name, compile=compile)]  # every name checked first
-    master = _make_params(shapes)
+    master = make_params(shapes)
     numel = sum(p.numel() for p in master)
     param_bytes = sum(p.numel() * p.element_size() for p in master)
     say = progress or (lambda message: None)
@@ -421,7 +425,7 @@ def bench(names: list[str], *, params: str = DEFAULT_PARAMS, steps: int = 20, co
                 except Exception as exc:  # one that needs a closure (L-BFGS, SAM) gets a cheap one
                     if "closure" not in str(exc).lower():
                         raise
-                    opt = _WithClosure(opt, cand_params)
+                    opt = WithClosure(opt, cand_params)
                     row.first_step_s = _timed_step(opt)
                     row.note = (f"{cand.type} needs a closure: timed with one that copies the gradients back and "
                                 "returns a fixed loss (no forward or backward timed; the copies are)")
