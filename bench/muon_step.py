@@ -41,9 +41,11 @@ import torch
 from optreg_muon import Muon
 from optreg_muon.functional import matrix
 from optreg_muon.functional.newton_schulz import (
+    gains_along_input,
     native_bf16_gemm,
     newton_schulz,
     newton_schulz_flops,
+    polar_factor,
     resolve_coefficients,
 )
 
@@ -204,24 +206,10 @@ def batching_table(args: argparse.Namespace) -> None:
 
 def _orthogonality(X: torch.Tensor, G: torch.Tensor) -> tuple[float, float, float, float]:
     """max |sigma - 1|, distance to the exact polar factor of ``G`` (relative, Frobenius), min and max sigma."""
-    from optreg_muon.functional.newton_schulz import polar_factor
-
     X = X.double()
     P = polar_factor(G)
     sigma = torch.linalg.svdvals(X)
     return float((sigma - 1).abs().max()), float((X - P).norm() / P.norm()), float(sigma.min()), float(sigma.max())
-
-
-def _gains(X: torch.Tensor, G: torch.Tensor, floor: float = 1e-2) -> tuple[float, float]:
-    """The update's gain along each singular pair (u_i, v_i) of its input ``G``: d_i = u_i^T X v_i (1 for the
-    exact polar factor). Returns max |d_i - 1| over the pairs whose input singular value is at least ``floor``
-    times the largest (the directions that carry the gradient; below 1% no 4-5 step Newton-Schulz, torch's
-    included, lifts a singular value near 1, so the plain max |sigma - 1| of real gradients saturates at 1 for
-    every configuration), and the mean |d_i - 1| over all pairs."""
-    U, S, Vh = torch.linalg.svd(G.double(), full_matrices=False)
-    d = torch.diagonal(U.T @ X.double() @ Vh.T)
-    carried = S / S.max() >= floor
-    return float((d[carried] - 1).abs().max()), float((d - 1).abs().mean())
 
 
 def _char_lm_updates(steps: int = 60) -> dict[str, torch.Tensor]:
@@ -277,7 +265,7 @@ def orthogonality_table() -> None:
             outs = [(newton_schulz(G, resolve_coefficients(preset, steps), preconditioning=pc), G)
                     for G in real.values()]
             ms = [_orthogonality(X, G) for X, G in outs]
-            gains = [_gains(X, G) for X, G in outs]
+            gains = [gains_along_input(X, G) for X, G in outs]
             print(f"  {'':22s} {name:34s} {max(m[0] for m in ms):.3f} / {sum(m[1] for m in ms) / len(ms):.3f} "
                   f"(worst {max(m[1] for m in ms):.3f}) / sigma max {max(m[3] for m in ms):.3f}; "
                   f"gain: {max(g[0] for g in gains):.3f} / {sum(g[1] for g in gains) / len(gains):.3f}")

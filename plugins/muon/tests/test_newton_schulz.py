@@ -5,6 +5,7 @@ import torch
 from optreg_muon.functional.newton_schulz import (
     COEFFICIENT_PRESETS,
     PRECONDITIONINGS,
+    gains_along_input,
     newton_schulz,
     polar_factor,
     resolve_coefficients,
@@ -119,14 +120,6 @@ def test_turbo_aol_preset_is_as_orthogonal_as_the_default(shape: tuple[int, int]
     assert preset[1] <= default[1] + 0.005, (preset, default)
 
 
-def _gains(X: torch.Tensor, G: torch.Tensor, floor: float = 1e-2) -> tuple[float, float]:
-    """The update's gain d_i = u_i^T X v_i along each singular pair of ``G`` (1 for the exact polar factor):
-    max |d_i - 1| over the pairs whose singular value is >= ``floor`` times the largest, and mean |d_i - 1|."""
-    U, S, Vh = torch.linalg.svd(G.double(), full_matrices=False)
-    d = torch.diagonal(U.T @ X.double() @ Vh.T)
-    return float((d[S / S.max() >= floor] - 1).abs().max()), float((d - 1).abs().mean())
-
-
 @pytest.mark.parametrize("shape", [(256, 1024), (768, 256)])
 def test_turbo_aol_preset_is_as_orthogonal_as_the_default_on_a_gradient_like_spectrum(shape: tuple[int, int]) -> None:
     """Training gradients are far from Gaussian: their singular values decay over orders of magnitude (here
@@ -140,8 +133,8 @@ def test_turbo_aol_preset_is_as_orthogonal_as_the_default_on_a_gradient_like_spe
     U, _ = torch.linalg.qr(torch.randn(shape[0], k, generator=g))
     V, _ = torch.linalg.qr(torch.randn(shape[1], k, generator=g))
     G = (U * torch.logspace(0, -4, k)) @ V.T
-    default = _gains(newton_schulz(G, resolve_coefficients("muon", 5)), G)
-    preset = _gains(newton_schulz(G, resolve_coefficients("turbo_aol", 4), preconditioning="aol"), G)
+    default = gains_along_input(newton_schulz(G, resolve_coefficients("muon", 5)), G)
+    preset = gains_along_input(newton_schulz(G, resolve_coefficients("turbo_aol", 4), preconditioning="aol"), G)
     assert preset[0] <= default[0] and preset[1] <= default[1], (preset, default)
 
 
